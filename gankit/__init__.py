@@ -1,0 +1,3 @@
+"""gankit: train, sample and inspect GANs on small images with PyTorch."""
+
+__version__ = "0.1.0"
