@@ -1,0 +1,199 @@
+"""The `gankit` command line: turns flags into a Config and calls the library.
+
+Every Config field is a flag (`--lr-g 1e-4`); a UserError becomes one line on stderr and exit
+code 2, with no traceback and nothing changed on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+
+from gankit import __version__
+from gankit import config as config_mod
+from gankit.config import FIELDS, make_config
+from gankit.errors import UserError
+from gankit.presets import DEFAULT_PRESET, PRESETS, describe, preset
+
+
+def _field_help() -> dict[str, str]:
+    """The comment after each field in config.py is its flag's help (one source of truth)."""
+    helps = {}
+    for line in inspect.getsource(config_mod.Config).splitlines():
+        m = re.match(r"\s{4}(\w+): [^=]+=\s*(.+?)\s+#\s*(.+)$", line)
+        if m:
+            helps[m.group(1)] = m.group(3)
+    return helps
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    helps = _field_help()
+    group = parser.add_argument_group("config fields (override the preset; see config.py)")
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        default = f.default
+        kind = str(f.type)
+        extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=name.split("_")[-1].upper(),
+                           help=f"{helps.get(name, '')} [default: {shown}]".strip(), **extra)
+
+
+def _length_layers(layers: list[dict]) -> list[dict]:
+    """--steps and --epochs are alternatives: a later layer's one replaces an earlier layer's other."""
+    out = []
+    for i, layer in enumerate(layers):
+        later = {k for lay in layers[i + 1:] for k in lay}
+        layer = dict(layer)
+        if "steps" in later or "epochs" in later:
+            layer.pop("steps", None)
+            layer.pop("epochs", None)
+        out.append(layer)
+    return out
+
+
+def _flag_values(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k in FIELDS}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gankit import train
+
+    flags = _flag_values(args)
+    if args.resume:
+        if args.preset or args.config:
+            raise UserError("--resume continues a run with its own config; drop --preset/--config "
+                            "(only length and logging flags such as --steps may change)")
+        if args.dry_run:
+            info = json.loads((Path(args.resume) / "config.json").read_text(encoding="utf-8"))
+            print(make_config(info["config"], flags).to_json())
+            return 0
+        summary = train.resume(Path(args.resume), flags, quiet=args.quiet)
+    else:
+        file_layer = config_mod.load_config_file(args.config) if args.config else {}
+        name = args.preset or file_layer.pop("preset", None) or DEFAULT_PRESET
+        file_layer.pop("preset", None)
+        cfg = make_config(*_length_layers([preset(name), file_layer, flags]))
+        if args.dry_run:
+            print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
+            return 0
+        out = Path(args.out) if args.out else train.default_run_dir(name)
+        summary = train.start(cfg, out, preset=name, quiet=args.quiet)
+    if not args.quiet:
+        print(f"done: step {summary['step']} of {summary['total_steps']}, {summary['epochs']} epochs, "
+              f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training\n"
+              f"  samples: {summary['run_dir']}/samples/  animation: {summary['run_dir']}/progress.gif\n"
+              f"  draw more: gankit sample {summary['run_dir']} -n 64 --out grid.png")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from gankit.sampling import load_generator, write_images
+
+    if args.n < 1:
+        raise UserError(f"-n must be at least 1, got {args.n}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    tg = load_generator(args.target, device=args.device)
+    z = tg.latent(args.n, torch.Generator().manual_seed(args.seed))
+    what = write_images(tg.images(z, args.batch_size), args.out, nrow=args.nrow)
+    if not args.quiet:
+        print(f"wrote {what} from {tg.checkpoint} (step {tg.step}{', EMA weights' if tg.uses_ema else ''})")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from gankit.sampling import interpolation, load_generator, write_interpolation
+
+    if args.rows < 1 or args.steps < 2:
+        raise UserError("--rows must be at least 1 and --steps at least 2")
+    tg = load_generator(args.target, device=args.device)
+    what = write_interpolation(interpolation(tg, args.rows, args.steps, args.seed), args.out)
+    if not args.quiet:
+        print(f"wrote {what} from {tg.checkpoint} (step {tg.step})")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    width = max(map(len, PRESETS))
+    for name in PRESETS:
+        mark = " (default)" if name == DEFAULT_PRESET else ""
+        print(f"{name:<{width}}  {describe(name)}{mark}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from gankit.data import describe_datasets
+
+    rows = describe_datasets(args.data_dir)
+    width = max(len(r[0]) for r in rows)
+    for name, about, where in rows:
+        print(f"{name:<{width}}  {about}\n{'':<{width}}  -> {where}")
+    print("Also: a path to an image folder (class sub-folders become labels) or to a .npy/.npz array.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gankit", description="Train, sample and inspect GANs on small images.")
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a GAN into a run directory",
+                       description="Train a GAN. Defaults <- --preset <- --config file <- flags.")
+    p.add_argument("--preset", help=f"named settings (`gankit presets`); default: {DEFAULT_PRESET}")
+    p.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields (may name a preset)")
+    p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/<preset>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="draw images from a trained generator")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("-n", type=int, default=64, help="how many images (default 64)")
+    p.add_argument("--out", required=True, help="a folder (numbered PNGs), FILE.npz, or grid.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nrow", type=int, default=None, help="images per row of a grid")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("interpolate", help="walk the latent space between random points")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--out", required=True, help="walk.gif (animated) or walk.png (a row per walk)")
+    p.add_argument("--rows", type=int, default=8, help="how many walks (default 8)")
+    p.add_argument("--steps", type=int, default=10, help="images along each walk (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("presets", help="list the presets")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("datasets", help="list datasets and whether they are available here")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"gankit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The training configuration: one frozen dataclass, every default with the reason for it.
+
+A Config is built once (defaults <- preset <- config file <- flags), validated once in
+`validate()`, written to the run directory as `config.json`, and never changed afterwards.
+Every field is also a command-line flag (`lr_g` -> `--lr-g`), generated in `cli.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gankit.errors import UserError
+
+LOSSES = ("bce", "minimax", "lsgan", "wgan-gp")
+LATENT_DISTS = ("normal", "uniform")
+LR_DECAYS = ("none", "keras-time", "linear")
+G_BATCHNORMS = ("none", "post", "pre")
+INITS = ("default", "pytorch", "keras", "xavier", "dcgan")
+SPLITS = ("train", "test", "train+test")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides what a run computes. Flags, presets and files set these fields."""
+
+    # --- data ---
+    dataset: str = "mnist-5k"  # offline default: 5,000 real MNIST digits shipped in a PyPI package
+    data_dir: str | None = None  # where to look for dataset files first
+    split: str = "train"  # "train+test" merges both (seed 004 does, for 70k Fashion-MNIST images)
+    classes: tuple[int, ...] = ()  # keep only these labels (seed 002's quick check on one class)
+    image_size: int | None = None  # resize + centre-crop to this many pixels; None keeps the data's size
+    channels: int | None = None  # 1 = grey, 3 = RGB; None keeps the data's channels
+
+    # --- networks ---
+    arch: str = "dcgan-small"  # see `gankit presets` / gankit.nets.ARCHS
+    latent_dim: int = 100
+    latent_dist: str = "normal"  # "normal" N(0,1) or "uniform" U(-1,1) (seed 004 draws uniform noise)
+    g_widths: tuple[int, ...] = ()  # MLP hidden widths of G; () = the architecture's default
+    d_widths: tuple[int, ...] = ()  # MLP hidden widths of D
+    width: int = 64  # conv nets: base channel count; 64 reproduces the seeds' networks
+    g_batchnorm: str = "post"  # MLP G: "none", "post" (Dense-LReLU-BN, seed 000), "pre" (seed 001)
+    bn_momentum: float = 0.1  # PyTorch meaning: Keras BatchNormalization(momentum=0.8) is 0.2 here
+    bn_eps: float = 1e-5  # Keras layers default to 1e-3
+    d_dropout: float = 0.0  # dropout in D after each hidden activation (seed 002 uses 0.3)
+    init: str = "default"  # weight init; "default" = the architecture's own
+
+    # --- loss and tricks ---
+    loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp"
+    gp_weight: float = 10.0  # WGAN-GP penalty weight (Gulrajani et al. use 10)
+    real_label: float = 1.0  # D's target for real images; 0.98 = seed 002's smoothing (one-sided if fake stays 0)
+    fake_label: float = 0.0  # D's target for fakes; 0.02 makes seed 002's smoothing two-sided
+    label_flip: float = 0.0  # probability of swapping a D target real<->fake (Chollet: noisy labels)
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 at the last step
+    d_steps: int = 1  # D updates per G update (WGAN-GP uses 5)
+    d_split_update: bool = False  # update D on the real and the fake batch separately, as Keras' train_on_batch twice (seed 000)
+
+    # --- optimisers ---
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1_g: float = 0.5  # Radford et al.: 0.9 makes DCGAN training oscillate
+    beta2_g: float = 0.999
+    beta1_d: float = 0.5
+    beta2_d: float = 0.999
+    adam_eps: float = 1e-8  # Keras uses 1e-7
+    lr_decay: str = "none"  # "keras-time": lr/(1+rate*step) as Keras' `decay`; "linear": to 0 at the end
+    lr_decay_rate: float = 0.0  # for keras-time (seed 004: 2e-4/50 per step)
+
+    # --- length and schedule ---
+    batch_size: int = 128
+    steps: int | None = None  # total G updates; set this or epochs (both totals, counting earlier runs)
+    epochs: float | None = None  # total passes over the data; converted to steps
+    seed: int = 0
+    log_every: int = 50  # steps between lines in metrics.jsonl (losses are read from the device once per line)
+    sample_every: int = 500  # steps between sample grids...
+    sample_every_early: int = 50  # ...but this often before `sample_early_until`: early change is fastest (seed 004)
+    sample_early_until: int = 1000
+    sample_grid: int = 64  # images in the fixed sample grid (seed 004 shows 256, seed 001 16)
+    checkpoint_every: int = 1000  # steps between checkpoints; one is always written at the end
+    keep_checkpoints: int = 3  # how many recent checkpoints to keep
+    device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+FIELDS = {f.name: f for f in fields(Config)}
+
+# Fields that describe how long or how visibly a run goes, not what it computes: a resumed run
+# may change these; any other difference means the run directory belongs to another config.
+RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
+                              "sample_early_until", "checkpoint_every", "keep_checkpoints", "device",
+                              "data_dir"})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a value from JSON, TOML or a flag string into the field's type, or raise UserError."""
+    ftype = str(FIELDS[name].type)
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        if "None" in ftype:
+            return None
+        raise UserError(f"{flag} needs a value")
+    try:
+        if ftype.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            return tuple(int(v) for v in value)
+        if ftype.startswith("bool"):
+            if isinstance(value, str):
+                low = value.lower()
+                if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return low in ("true", "1", "yes", "on")
+            return bool(value)
+        if ftype.startswith("int"):
+            if isinstance(value, str) and value.lower() == "none" and "None" in ftype:
+                return None
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError(value)
+            return int(f)
+        if ftype.startswith("float"):
+            if isinstance(value, str) and value.lower() == "none" and "None" in ftype:
+                return None
+            return float(value)
+        if ftype.startswith("str"):
+            if isinstance(value, str) and value.lower() == "none" and "None" in ftype:
+                return None
+            return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag}: cannot read {value!r} as {ftype}") from None
+    return value
+
+
+def make_config(*layers: dict[str, Any]) -> Config:
+    """Build a Config from dicts applied in order (later wins); unknown keys are errors."""
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            name = key.replace("-", "_")
+            if name not in FIELDS:
+                close = [f for f in FIELDS if name[:3] in f]
+                hint = f" (did you mean {', '.join(close[:4])}?)" if close else ""
+                raise UserError(f"unknown config field {key!r}{hint}; `gankit train --help` lists them all")
+            values[name] = _coerce(name, value)
+    return validate(Config(**values))
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (or JSON) config file into a dict of fields; [sections] are flattened."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--config {path}: no such file")
+    text = p.read_bytes()
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text.decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
+        raise UserError(f"--config {path}: cannot parse it ({exc})") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # allow [data], [optim] ... sections for readability
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _check(ok: bool, flag: str, message: str) -> None:
+    if not ok:
+        raise UserError(f"--{flag.replace('_', '-')}: {message}")
+
+
+def validate(cfg: Config) -> Config:
+    """Reject nonsense before anything touches the disk. Returns cfg unchanged."""
+    _check(cfg.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
+    _check(cfg.image_size is None or 4 <= cfg.image_size <= 1024, "image_size", "must be between 4 and 1024")
+    _check(cfg.channels in (None, 1, 3), "channels", "must be 1 (grey) or 3 (RGB)")
+    _check(all(c >= 0 for c in cfg.classes), "classes", "labels are non-negative integers")
+    _check(cfg.latent_dim >= 1, "latent_dim", "must be at least 1")
+    _check(cfg.latent_dist in LATENT_DISTS, "latent_dist", f"must be one of {', '.join(LATENT_DISTS)}")
+    _check(all(w >= 1 for w in cfg.g_widths), "g_widths", "widths must be positive")
+    _check(all(w >= 1 for w in cfg.d_widths), "d_widths", "widths must be positive")
+    _check(cfg.width >= 1, "width", "must be at least 1")
+    _check(cfg.g_batchnorm in G_BATCHNORMS, "g_batchnorm", f"must be one of {', '.join(G_BATCHNORMS)}")
+    _check(0 < cfg.bn_momentum <= 1, "bn_momentum", "must be in (0, 1] (PyTorch meaning)")
+    _check(cfg.bn_eps > 0, "bn_eps", "must be positive")
+    _check(0 <= cfg.d_dropout < 1, "d_dropout", "must be in [0, 1)")
+    _check(cfg.init in INITS, "init", f"must be one of {', '.join(INITS)}")
+    _check(cfg.loss in LOSSES, "loss", f"unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")
+    _check(cfg.gp_weight >= 0, "gp_weight", "must be >= 0")
+    _check(0 <= cfg.real_label <= 1 and 0 <= cfg.fake_label <= 1, "real_label",
+           "targets must lie in [0, 1] (see also --fake-label)")
+    _check(cfg.fake_label < cfg.real_label, "fake_label", "must be below --real-label")
+    _check(0 <= cfg.label_flip < 0.5, "label_flip", "is a probability below 0.5")
+    _check(cfg.instance_noise >= 0, "instance_noise", "is a standard deviation, >= 0")
+    _check(cfg.d_steps >= 1, "d_steps", "must be at least 1")
+    for name in ("lr_g", "lr_d"):
+        v = getattr(cfg, name)
+        _check(math.isfinite(v) and v > 0, name, f"learning rate must be positive, got {v}")
+    for name in ("beta1_g", "beta2_g", "beta1_d", "beta2_d"):
+        _check(0 <= getattr(cfg, name) < 1, name, "Adam betas lie in [0, 1)")
+    _check(cfg.adam_eps > 0, "adam_eps", "must be positive")
+    _check(cfg.lr_decay in LR_DECAYS, "lr_decay", f"must be one of {', '.join(LR_DECAYS)}")
+    _check(cfg.lr_decay_rate >= 0, "lr_decay_rate", "must be >= 0")
+    _check(cfg.batch_size >= 1, "batch_size", f"must be at least 1, got {cfg.batch_size}")
+    _check(cfg.steps is None or cfg.steps >= 1, "steps", "must be at least 1")
+    _check(cfg.epochs is None or cfg.epochs > 0, "epochs", "must be positive")
+    _check(cfg.steps is None or cfg.epochs is None, "steps", "give --steps or --epochs, not both")
+    for name in ("log_every", "sample_every", "sample_every_early", "checkpoint_every", "keep_checkpoints",
+                 "sample_grid"):
+        _check(getattr(cfg, name) >= 1, name, "must be at least 1")
+    _check(cfg.sample_early_until >= 0, "sample_early_until", "must be >= 0")
+    _check(cfg.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+    return cfg
+
+
+def diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
+    """Fields where a and b differ: name -> (a's value, b's value)."""
+    return {n: (getattr(a, n), getattr(b, n)) for n in FIELDS if getattr(a, n) != getattr(b, n)}

@@ -1,0 +1,62 @@
+"""The glue between a Config and the networks: which NetSpec it means, and its latent noise."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from gankit.config import Config
+from gankit.nets import NetSpec
+
+
+def net_spec(cfg: Config, image_shape: tuple[int, int, int]) -> NetSpec:
+    """The network description a config asks for, for images of `image_shape` (C, H, W)."""
+    return NetSpec(arch=cfg.arch, image_shape=tuple(image_shape), latent_dim=cfg.latent_dim,
+                   g_widths=tuple(cfg.g_widths), d_widths=tuple(cfg.d_widths), width=cfg.width,
+                   g_batchnorm=cfg.g_batchnorm, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps,
+                   d_dropout=cfg.d_dropout, init=cfg.init)
+
+
+def sample_latent(n: int, dim: int, dist: str, device: torch.device | str = "cpu",
+                  generator: torch.Generator | None = None) -> Tensor:
+    """n latent vectors: N(0, I) or U(-1, 1)^dim."""
+    if dist == "uniform":
+        return torch.rand(n, dim, device=device, generator=generator) * 2 - 1
+    return torch.randn(n, dim, device=device, generator=generator)
+
+
+def interpolate_latents(a: Tensor, b: Tensor, steps: int, dist: str) -> Tensor:
+    """[len(a), steps, dim] points from a to b: spherical for Gaussian noise (it keeps the norm
+    typical of the prior, so middle frames are not washed out), straight lines for uniform."""
+    t = torch.linspace(0, 1, steps, device=a.device).view(1, steps, 1)
+    a_, b_ = a.unsqueeze(1), b.unsqueeze(1)
+    if dist == "uniform":
+        return a_ + (b_ - a_) * t
+    cos = (torch.nn.functional.normalize(a, dim=1) * torch.nn.functional.normalize(b, dim=1)).sum(1)
+    omega = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).view(-1, 1, 1)
+    so = torch.sin(omega)
+    out = torch.sin((1 - t) * omega) / so * a_ + torch.sin(t * omega) / so * b_
+    # Nearly parallel vectors: slerp's formula is 0/0 there, and a straight line is the same path.
+    parallel = (omega.abs() < 1e-4).expand_as(out)
+    return torch.where(parallel, a_ + (b_ - a_) * t, out)
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" -> CUDA if present, then Apple's MPS, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from gankit.errors import UserError
+        raise UserError("--device cuda: this PyTorch build sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def steps_for_epochs(epochs: float, batches_per_epoch: int, d_steps: int) -> int:
+    """G updates that make D see the data `epochs` times (each D update takes one real batch)."""
+    return max(1, math.ceil(epochs * batches_per_epoch / d_steps))

@@ -1,0 +1,15 @@
+"""Generators and discriminators, one file per family, built from a NetSpec.
+
+    from gankit.nets import NetSpec, build
+    G, D = build(NetSpec("dcgan", (3, 64, 64), width=64))
+
+Families: mlp.py (seeds 000-002), dcgan_small.py (seed 004), infogan.py (seed 003) and
+dcgan.py (Radford et al.). registry.py holds the table and `build`; spec.py the NetSpec and
+its checks; init.py the weight-init schemes; layers.py the pieces the families share.
+Every G ends in tanh; every D returns raw logits [N] (the sigmoid lives in the loss).
+"""
+
+from gankit.nets.registry import ARCHS, ArchEntry, build, count_params, describe_archs
+from gankit.nets.spec import NetSpec
+
+__all__ = ["ARCHS", "ArchEntry", "NetSpec", "build", "count_params", "describe_archs"]

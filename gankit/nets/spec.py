@@ -1,0 +1,68 @@
+"""NetSpec: everything needed to build a (G, D) pair, and the checks that do not depend on the arch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gankit.errors import UserError
+from gankit.nets.init import INIT_SCHEMES
+
+G_BATCHNORM_PLACEMENTS = ("none", "post", "pre")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """What to build: the arch, the image shape and the knobs the tutorial presets turn.
+
+    Fields the arch does not use are ignored (`width` by `mlp`; `g_widths`, `d_widths` and
+    `g_batchnorm` by the conv families), so a preset's MLP widths do not stop `--arch dcgan`.
+    """
+
+    arch: str  # key of ARCHS
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    latent_dim: int = 100
+    g_widths: tuple[int, ...] = ()  # MLP hidden widths of G (empty = the arch's default)
+    d_widths: tuple[int, ...] = ()  # MLP hidden widths of D (empty = the arch's default)
+    width: int = 64  # conv families: base channel count; 64 reproduces the tutorials' nets
+    g_batchnorm: str = "post"  # MLP only: "none" | "post" (Dense->LReLU->BN) | "pre" (Dense->BN->LReLU)
+    # PyTorch meaning (weight of the new batch). A Keras tutorial's momentum m is 1 - m here.
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
+    d_dropout: float = 0.0  # dropout after each hidden activation of D
+    init: str = "default"  # "default" (the arch's own) or one of INIT_SCHEMES
+
+
+def flag(field: str) -> str:
+    """The command-line flag that sets a NetSpec field (`d_dropout` -> `--d-dropout`)."""
+    return "--" + field.replace("_", "-")
+
+
+def validate_spec(spec: NetSpec) -> None:
+    """Raise UserError, naming the flag, for a field no arch can use. Arch rules live in the arch."""
+    shape = tuple(spec.image_shape)
+    if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise UserError(f"image shape must be three positive integers (C, H, W), got {shape}; "
+                        f"check --image-size and --channels")
+    if shape[0] not in (1, 3):
+        raise UserError(f"images have {shape[0]} channels; the nets take 1 (grey) or 3 (colour): "
+                        f"pass --channels 1 or --channels 3")
+    for field in ("latent_dim", "width"):
+        value = getattr(spec, field)
+        if not isinstance(value, int) or value <= 0:
+            raise UserError(f"{flag(field)} must be a positive integer, got {value!r}")
+    for field in ("g_widths", "d_widths"):
+        widths = tuple(getattr(spec, field))
+        if not all(isinstance(n, int) and n > 0 for n in widths):
+            raise UserError(f"{flag(field)} must be positive integers (e.g. 256,512,1024), got {widths}")
+    if spec.g_batchnorm not in G_BATCHNORM_PLACEMENTS:
+        raise UserError(f"--g-batchnorm must be one of {', '.join(G_BATCHNORM_PLACEMENTS)}, "
+                        f"got {spec.g_batchnorm!r}")
+    if not 0.0 < spec.bn_momentum <= 1.0:
+        raise UserError(f"--bn-momentum must be in (0, 1] (PyTorch meaning: the weight of the new "
+                        f"batch; Keras momentum 0.99 is 0.01 here), got {spec.bn_momentum}")
+    if not spec.bn_eps > 0.0:
+        raise UserError(f"--bn-eps must be > 0, got {spec.bn_eps}")
+    if not 0.0 <= spec.d_dropout < 1.0:
+        raise UserError(f"--d-dropout must be in [0, 1), got {spec.d_dropout}")
+    if spec.init != "default" and spec.init not in INIT_SCHEMES:
+        raise UserError(f"unknown --init {spec.init!r}; choose default, {', '.join(INIT_SCHEMES)}")

@@ -1,0 +1,131 @@
+"""Named presets: each seed tutorial's data, networks and optimiser settings as Config overrides.
+
+A preset is a dict of Config fields laid over the defaults; flags and config files go on top.
+Each value is a fact from the tutorial it names; where we depart from the tutorial the comment
+says so and why.
+"""
+
+from __future__ import annotations
+
+from gankit.errors import UserError
+
+# Keras' BatchNormalization defaults are momentum=0.99 (PyTorch 0.01) and epsilon=1e-3.
+_KERAS_BN = {"bn_momentum": 0.01, "bn_eps": 1e-3}
+
+PRESETS: dict[str, dict] = {
+    "default": {
+        "_about": "seed 004's DCGAN on the embedded 5,000 MNIST digits: what `gankit train` runs with no --preset",
+        "dataset": "mnist-5k",
+        "arch": "dcgan-small",
+        "latent_dim": 100,
+        "latent_dist": "uniform",
+        "init": "keras",
+        **_KERAS_BN,
+        "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5,
+        "batch_size": 128,
+        "steps": 3000,
+    },
+    "mlp-gan": {
+        "_about": "seed 000: Keras MLP GAN on MNIST (G 256-512-1024 with BN momentum 0.8, D 512-256), Adam 2e-4/0.5",
+        "dataset": "mnist",
+        "arch": "mlp",
+        "latent_dim": 100,
+        "g_widths": (256, 512, 1024),
+        "d_widths": (512, 256),
+        "g_batchnorm": "post",
+        "bn_momentum": 0.2,  # Keras BatchNormalization(momentum=0.8)
+        "bn_eps": 1e-3,
+        "init": "keras",
+        "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5, "adam_eps": 1e-7,
+        "d_split_update": True,  # train_on_batch(real) then train_on_batch(fake): two D updates
+        "batch_size": 128,
+        "steps": 100_000,  # the tutorial's "epochs=100000" are iterations of one batch
+        "sample_every": 10_000,
+    },
+    "mlp-gan-tf": {
+        "_about": "seed 001: TensorFlow 2 MLP GAN for MNIST/CIFAR-10 (BN before LReLU, D 1024-512-256), Adam 1e-4, 50 epochs",
+        "dataset": "mnist",
+        "arch": "mlp",
+        "latent_dim": 100,
+        "g_widths": (256, 512, 1024),
+        "d_widths": (1024, 512, 256),
+        "g_batchnorm": "pre",
+        **_KERAS_BN,
+        "init": "keras",
+        "lr_g": 1e-4, "lr_d": 1e-4, "beta1_g": 0.9, "beta1_d": 0.9, "adam_eps": 1e-7,
+        "batch_size": 128,  # 64 for CIFAR-10 in the tutorial: pass --batch-size 64
+        "epochs": 50,
+        "sample_grid": 16,  # 4x4 grid from 16 fixed seeds
+    },
+    "mlp-gan-scratch": {
+        "_about": "seed 002: PyTorch MLP GAN from scratch (latent 128, D with dropout 0.3), smoothing 0.98/0.02, batch 6000",
+        "dataset": "mnist",
+        "arch": "mlp",
+        "latent_dim": 128,
+        "g_widths": (256, 512, 1024),
+        "d_widths": (1024, 512, 256),
+        "g_batchnorm": "none",
+        "d_dropout": 0.3,
+        "init": "pytorch",
+        "real_label": 0.98, "fake_label": 0.02,  # the tutorial's two-sided smoothing tip
+        "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.9, "beta1_d": 0.9,  # Adam's defaults
+        "batch_size": 6000,
+        "epochs": 2000,
+    },
+    "infogan-lsgan": {
+        "_about": "seed 003: CS231n-style DCGAN, InfoGAN G, conv/max-pool D, least-squares loss, noise 96, Adam 1e-3/0.5",
+        "dataset": "mnist",
+        "arch": "infogan",
+        "latent_dim": 96,
+        "loss": "lsgan",
+        "init": "xavier",
+        "lr_g": 1e-3, "lr_d": 1e-3, "beta1_g": 0.5, "beta1_d": 0.5,
+        "batch_size": 128,
+        "epochs": 5,
+    },
+    "dcgan-small": {
+        "_about": "seed 004: Keras DCGAN on Fashion-MNIST train+test (dense-7x7x64-convT x2; D conv x2 + dense 512), uniform noise",
+        "dataset": "fashion-mnist",
+        "split": "train+test",  # the tutorial stacks both splits: 70,000 images
+        "arch": "dcgan-small",
+        "latent_dim": 100,
+        "latent_dist": "uniform",  # np.random.uniform(-1, 1)
+        "init": "keras",
+        **_KERAS_BN,
+        "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5, "adam_eps": 1e-7,
+        "lr_decay": "keras-time", "lr_decay_rate": 2e-4 / 50,  # Adam(decay=INIT_LR / NUM_EPOCHS)
+        "batch_size": 128,
+        "epochs": 50,
+        "sample_every": 100, "sample_every_early": 25,  # every 25 steps in epochs < 10, then every 100
+        "sample_early_until": 10 * (70_000 // 128),
+        "sample_grid": 256,  # 16x16 benchmark noise
+    },
+    "dcgan": {
+        "_about": "Radford et al. DCGAN (all-conv, BN, 28/32/64 px, grey or RGB), Adam 2e-4/0.5, N(0, 0.02) init",
+        "dataset": "fashion-mnist",
+        "arch": "dcgan",
+        "latent_dim": 100,
+        "init": "dcgan",
+        "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5,
+        "batch_size": 128,
+        "epochs": 25,
+    },
+}
+
+DEFAULT_PRESET = "default"
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def preset(name: str) -> dict:
+    """The overrides of preset `name` (without its description), or UserError listing valid names."""
+    if name not in PRESETS:
+        raise UserError(f"--preset: unknown preset {name!r}; valid presets: {', '.join(PRESETS)} "
+                        "(`gankit presets` describes each)")
+    return {k: v for k, v in PRESETS[name].items() if not k.startswith("_")}
+
+
+def describe(name: str) -> str:
+    return PRESETS[name]["_about"]

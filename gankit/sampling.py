@@ -1,0 +1,99 @@
+"""Reading a trained generator back from a run directory or checkpoint, and drawing from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from gankit import checkpoint as ckpt_io
+from gankit import viz
+from gankit.config import Config, make_config
+from gankit.errors import UserError
+from gankit.images import save_png, to_uint8
+from gankit.models import interpolate_latents, net_spec, pick_device, sample_latent
+from gankit.nets import build
+
+
+@dataclass
+class TrainedGenerator:
+    """A generator in eval mode with what is needed to draw from it."""
+
+    g: nn.Module
+    cfg: Config
+    step: int
+    checkpoint: Path
+    uses_ema: bool
+    device: torch.device
+
+    def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, generator=generator)
+
+    @torch.no_grad()
+    def images(self, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """uint8 [N, C, H, W] on the CPU for latents z, drawn in batches."""
+        out = [to_uint8(self.g(chunk.to(self.device))).cpu() for chunk in z.split(batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.uint8)
+
+
+def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator:
+    """G from a run directory (its newest checkpoint) or a checkpoint file; the EMA copy if there is one."""
+    path, _ = ckpt_io.resolve(target)
+    state = ckpt_io.load(path)
+    cfg = make_config(state["config"])
+    dev = pick_device(device)
+    g, _ = build(net_spec(cfg, tuple(state["image_shape"])))
+    use_ema = state.get("generator_ema") is not None
+    g.load_state_dict(state["generator_ema"] if use_ema else state["generator"])
+    g.to(dev).eval()
+    return TrainedGenerator(g, cfg, int(state["progress"]["step"]), path, use_ema, dev)
+
+
+def write_images(images: torch.Tensor, out: str | Path, nrow: int | None = None) -> str:
+    """Save uint8 [N,C,H,W] as a grid (.png/.jpg), an .npz (key `images`, NHWC uint8, the layout
+    other GAN tools read) or a folder of numbered PNGs. Returns a description of what was written."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        viz.save_grid(images, out, nrow=nrow)
+        return f"a grid of {len(images)} images in {out}"
+    if suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, images=images.permute(0, 2, 3, 1).contiguous().numpy())
+        return f"{len(images)} images in {out} (key 'images', uint8 NHWC)"
+    if suffix:
+        raise UserError(f"--out {out}: use a folder, a .npz file, or a .png grid")
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(6, len(str(len(images) - 1)))
+    for i, image in enumerate(images):
+        save_png(image, out / f"{i:0{width}d}.png")
+    return f"{len(images)} PNG files in {out}/"
+
+
+def interpolation(tg: TrainedGenerator, rows: int, steps: int, seed: int) -> torch.Tensor:
+    """uint8 [rows, steps, C, H, W]: each row walks from one random latent to another."""
+    rng = torch.Generator().manual_seed(seed)
+    a, b = tg.latent(rows, rng), tg.latent(rows, rng)
+    path = interpolate_latents(a, b, steps, tg.cfg.latent_dist)
+    images = tg.images(path.reshape(rows * steps, -1))
+    return images.view(rows, steps, *images.shape[1:])
+
+
+def write_interpolation(walk: torch.Tensor, out: str | Path) -> str:
+    """A .png grid (a row per walk) or a .gif whose frames step along all walks at once."""
+    out = Path(out)
+    rows, steps = walk.shape[:2]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".gif":
+        frames = [viz.grid(walk[:, t], nrow=int(np.ceil(np.sqrt(rows))), scale=2) for t in range(steps)]
+        frames += frames[-2:0:-1]  # walk back, so the loop has no jump
+        viz.save_gif(frames, out, duration_ms=100, hold_last_ms=100)
+        return f"a {len(frames)}-frame GIF of {rows} walks in {out}"
+    if out.suffix.lower() == ".png":
+        viz.save_grid(walk.reshape(rows * steps, *walk.shape[2:]), out, nrow=steps, scale=2)
+        return f"a grid of {rows} walks x {steps} steps in {out}"
+    raise UserError(f"--out {out}: interpolation writes a .png grid or a .gif")

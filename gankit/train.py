@@ -1,0 +1,453 @@
+"""The training loop. It knows phases and schedules; the maths lives in losses.py and nets/.
+
+One step = `d_steps` updates of D, (1) below, then one update of G, (2) below. The dataset sits on
+the device as one uint8 tensor and batches are drawn by index from a per-epoch permutation, so the
+loop never waits on a DataLoader. Statistics are summed on the device and read once per log line.
+Everything a step depends on (weights, optimisers, RNG states, permutation and position) goes into
+each checkpoint, so a resumed run computes exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+import gankit
+from gankit import checkpoint as ckpt_io
+from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
+from gankit.data import ImageSet, open_dataset
+from gankit.errors import UserError
+from gankit.images import to_float, to_uint8
+from gankit.losses import LOSSES, Loss, gradient_penalty
+from gankit.models import net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.nets import build, count_params
+from gankit import viz
+
+
+@dataclass
+class Progress:
+    """Where the run is: the counters that, with the RNG states, make resume exact."""
+
+    step: int = 0  # G updates done
+    epoch: int = 0  # completed passes over the data
+    position: int = 0  # index into `permutation` of the next real batch
+    images_seen: int = 0  # real images shown to D
+    seconds: float = 0.0  # training time over all sessions of the run
+    permutation: Tensor | None = None
+
+
+def _open_data(cfg: Config) -> ImageSet:
+    return open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, classes=cfg.classes or None,
+                        image_size=cfg.image_size, channels=cfg.channels)
+
+
+def _lr_lambda(cfg: Config, total_steps: int):
+    if cfg.lr_decay == "keras-time":
+        return lambda step: 1.0 / (1.0 + cfg.lr_decay_rate * step)  # Keras' `decay` argument
+    if cfg.lr_decay == "linear":
+        return lambda step: max(0.0, 1.0 - step / total_steps)
+    return lambda step: 1.0
+
+
+class Run:
+    """A run directory being trained: builds everything from a Config, then `fit()`s."""
+
+    def __init__(self, cfg: Config, run_dir: Path, *, preset: str | None = None, quiet: bool = False):
+        self.cfg, self.run_dir, self.preset, self.quiet = cfg, Path(run_dir), preset, quiet
+        self.device = pick_device(cfg.device)
+        self.data = _open_data(cfg)
+        self.batches_per_epoch = len(self.data) // cfg.batch_size
+        if self.batches_per_epoch == 0:
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the dataset ({len(self.data)} images "
+                            f"of {self.data.name}); use a smaller --batch-size")
+        self.total_steps = cfg.steps if cfg.steps is not None else steps_for_epochs(
+            cfg.epochs if cfg.epochs is not None else 1, self.batches_per_epoch, cfg.d_steps)
+        torch.manual_seed(cfg.seed)  # before building: weight init draws from this RNG
+        self.g, self.d = build(net_spec(cfg, self.data.image_shape))
+        self.g.to(self.device)
+        self.d.to(self.device)
+        self.loss: Loss = LOSSES[cfg.loss]
+        fused = {"foreach": True}
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g),
+                                      eps=cfg.adam_eps, **fused)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d),
+                                      eps=cfg.adam_eps, **fused)
+        lam = _lr_lambda(cfg, self.total_steps)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lam)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lam)
+        self.progress = Progress()
+        # The fixed grid latents come from their own generator so they never shift the training RNG.
+        grid_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_z = sample_latent(cfg.sample_grid, cfg.latent_dim, cfg.latent_dist, generator=grid_rng)
+        self.data_rng = torch.Generator().manual_seed(cfg.seed)
+        self._stop_requested = False
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        p = self.progress
+        rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "gankit_version": gankit.__version__,
+            "config": self.cfg.to_dict(),
+            "preset": self.preset,
+            "image_shape": list(self.data.image_shape),
+            "num_classes": self.data.num_classes,
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "progress": {"step": p.step, "epoch": p.epoch, "position": p.position,
+                         "images_seen": p.images_seen, "seconds": p.seconds},
+            "permutation": p.permutation,
+            "rng": rng,
+            "fixed_z": self.fixed_z,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        p = state["progress"]
+        self.progress = Progress(step=p["step"], epoch=p["epoch"], position=p["position"],
+                                 images_seen=p["images_seen"], seconds=p["seconds"],
+                                 permutation=state["permutation"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.data_rng.set_state(state["rng"]["data"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.fixed_z = state["fixed_z"]
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt_io.checkpoint_path(self.run_dir, self.progress.step)
+        ckpt_io.save_atomic(self.state_dict(), path)
+        ckpt_io.prune(self.run_dir, self.cfg.keep_checkpoints)
+        return path
+
+    # ---------------------------------------------------------------- data
+    def _next_real_batch(self, images: Tensor) -> Tensor:
+        p, b = self.progress, self.cfg.batch_size
+        if p.permutation is None or p.position + b > len(p.permutation):
+            if p.permutation is not None:
+                p.epoch += 1
+            p.permutation = torch.randperm(len(self.data), generator=self.data_rng)
+            p.position = 0
+        idx = p.permutation[p.position:p.position + b].to(self.device)
+        p.position += b
+        p.images_seen += b
+        return to_float(images.index_select(0, idx))
+
+    # ---------------------------------------------------------------- maths
+    def _latent(self, n: int) -> Tensor:
+        return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, self.device)
+
+    def _d_input(self, x: Tensor) -> Tensor:
+        """Instance noise (Sønderby et al.): blur both distributions early, annealed to zero."""
+        sigma = self.cfg.instance_noise * max(0.0, 1.0 - self.progress.step / self.total_steps)
+        return x + sigma * torch.randn_like(x) if sigma > 0 else x
+
+    def _targets(self, n: int) -> tuple[Tensor, Tensor]:
+        cfg = self.cfg
+        real = torch.full((n,), cfg.real_label, device=self.device)
+        fake = torch.full((n,), cfg.fake_label, device=self.device)
+        if cfg.label_flip > 0:
+            flip_r = torch.rand(n, device=self.device) < cfg.label_flip
+            flip_f = torch.rand(n, device=self.device) < cfg.label_flip
+            real, fake = torch.where(flip_r, fake, real), torch.where(flip_f, real, fake)
+        return real, fake
+
+    def _d_update(self, real: Tensor, stats: dict) -> None:
+        """(1) update D: real images towards "real", G's images towards "fake"."""
+        with torch.no_grad():
+            fake = self.g(self._latent(real.shape[0]))
+        real_t, fake_t = self._targets(real.shape[0])
+        if self.cfg.d_split_update:
+            # Keras' two train_on_batch calls (seed 000): two optimiser steps on half-losses.
+            real_logits = self.d(self._d_input(real))
+            half = self.loss.real_term(real_logits, real_t)
+            self._step(self.opt_d, half)
+            fake_logits = self.d(self._d_input(fake))
+            other = self.loss.fake_term(fake_logits, fake_t)
+            self._step(self.opt_d, other)
+            loss = (half + other).detach()
+        else:
+            real_logits = self.d(self._d_input(real))
+            fake_logits = self.d(self._d_input(fake))
+            loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t)
+            if self.loss.gradient_penalty:
+                loss = loss + self.cfg.gp_weight * gradient_penalty(self.d, real, fake)
+            self._step(self.opt_d, loss)
+        with torch.no_grad():
+            r, f = self.loss.readout(real_logits.detach()), self.loss.readout(fake_logits.detach())
+            stats["d_loss"] += loss.detach()
+            stats["d_real"] += r.mean()
+            stats["d_fake"] += f.mean()
+            stats["d_acc_real"] += (r > self.loss.threshold).float().mean()
+            stats["d_acc_fake"] += (f <= self.loss.threshold).float().mean()
+            stats["d_updates"] += 1
+
+    def _g_update(self, stats: dict) -> None:
+        """(2) update G: make D call G's images real. D's weights get no gradients here."""
+        self.d.requires_grad_(False)
+        fake = self.g(self._latent(self.cfg.batch_size))
+        loss = self.loss.g_loss(self.d(self._d_input(fake)))
+        self._step(self.opt_g, loss)
+        self.d.requires_grad_(True)
+        stats["g_loss"] += loss.detach()
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    # ---------------------------------------------------------------- schedule
+    def _is_sample_step(self, step: int, epoch_ended: bool) -> bool:
+        cfg = self.cfg
+        every = cfg.sample_every_early if step <= cfg.sample_early_until else cfg.sample_every
+        return step % every == 0 or epoch_ended or step == self.total_steps
+
+    def sample_grid(self) -> None:
+        """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
+        was_training = self.g.training
+        self.g.eval()
+        with torch.no_grad():
+            images = to_uint8(self.g(self.fixed_z.to(self.device))).cpu()
+        self.g.train(was_training)
+        viz.save_grid(images, self.run_dir / "samples" / f"step_{self.progress.step:08d}.png",
+                      scale=2 if self.data.image_shape[1] <= 32 else 1)
+
+    def write_gif(self) -> None:
+        frames = sorted((self.run_dir / "samples").glob("step_*.png"))
+        if frames:
+            viz.save_gif(frames, self.run_dir / "progress.gif")
+
+    # ---------------------------------------------------------------- run
+    def _log(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def _install_signal_handlers(self):
+        """First SIGINT/SIGTERM: finish the step, checkpoint, exit cleanly. Second: stop at once."""
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return previous
+
+    def fit(self) -> dict:
+        """Train to `total_steps`, writing samples, metrics and checkpoints. Returns a summary."""
+        cfg, p = self.cfg, self.progress
+        images = self.data.images.to(self.device)  # once, for the whole run
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if p.step >= self.total_steps:
+            self._log(f"already at step {p.step} of {self.total_steps}: nothing to do "
+                      f"(raise --steps or --epochs to train further)")
+            return self.summary()
+        if p.step == 0:
+            self.sample_grid()  # the noise G starts from
+        previous = self._install_signal_handlers()
+        bar = None
+        if not self.quiet:
+            from tqdm import tqdm
+            bar = tqdm(total=self.total_steps, initial=p.step, unit="step", dynamic_ncols=True, smoothing=0.1)
+        stats = self._zero_stats()
+        tick_start, tick_steps, tick_images = time.perf_counter(), 0, 0
+        stopped_early = False
+        try:
+            with open(metrics_path, "a", encoding="utf-8") as metrics_file:
+                while p.step < self.total_steps:
+                    for _ in range(cfg.d_steps):
+                        self._d_update(self._next_real_batch(images), stats)
+                    self._g_update(stats)
+                    self.sched_g.step()
+                    self.sched_d.step()
+                    p.step += 1
+                    tick_steps += 1
+                    tick_images += cfg.batch_size * cfg.d_steps
+                    # An epoch ends when the next batch would not fit: look ahead so the grid is drawn now.
+                    epoch_ended = p.position + cfg.batch_size > len(self.data)
+                    if p.step % cfg.log_every == 0 or p.step == self.total_steps or self._stop_requested:
+                        elapsed = time.perf_counter() - tick_start
+                        p.seconds += elapsed
+                        record = self._record(stats, tick_images / max(elapsed, 1e-9))
+                        metrics_file.write(json.dumps(record) + "\n")
+                        metrics_file.flush()
+                        stats = self._zero_stats()
+                        tick_start, tick_images = time.perf_counter(), 0
+                        if bar is not None:
+                            bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}",
+                                            refresh=False)
+                    if bar is not None:
+                        bar.update(1)
+                    if self._is_sample_step(p.step, epoch_ended):
+                        self.sample_grid()
+                    if p.step % cfg.checkpoint_every == 0 or p.step == self.total_steps or self._stop_requested:
+                        metrics_file.flush()
+                        self.save_checkpoint()
+                        viz.plot_training(read_metrics(metrics_path), self.run_dir / "losses.png",
+                                          title=f"{self.preset or 'custom'} on {self.data.name}")
+                    if self._stop_requested:
+                        stopped_early = True
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        self.write_gif()
+        if stopped_early:
+            self._log(f"stopped at step {p.step} of {self.total_steps}; checkpoint saved. "
+                      f"Continue with: gankit train --resume {self.run_dir}")
+        return self.summary()
+
+    @staticmethod
+    def _zero_stats() -> dict:
+        return {k: 0.0 for k in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_updates")}
+
+    def _record(self, stats: dict, images_per_s: float) -> dict:
+        p = self.progress
+        n_d = max(float(stats["d_updates"]), 1.0)
+        # One transfer for all statistics of the tick.
+        keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+        values = torch.stack([torch.as_tensor(stats[k], dtype=torch.float32, device=self.device)
+                              for k in keys]).tolist()
+        g_updates = n_d / self.cfg.d_steps
+        record = {"step": p.step, "epoch": round(p.epoch + p.position / len(self.data), 4),
+                  "images_seen": p.images_seen, "time_s": round(p.seconds, 3)}
+        for k, v in zip(keys, values):
+            record[k] = v / (g_updates if k == "g_loss" else n_d)
+        record["lr_g"] = self.opt_g.param_groups[0]["lr"]
+        record["lr_d"] = self.opt_d.param_groups[0]["lr"]
+        record["images_per_s"] = round(images_per_s, 1)
+        return record
+
+    def summary(self) -> dict:
+        p = self.progress
+        return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": self.total_steps,
+                "epochs": round(p.epoch + p.position / len(self.data), 3), "images_seen": p.images_seen,
+                "seconds": round(p.seconds, 1)}
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl file (a torn last line from a crash is ignored)."""
+    records = []
+    if not Path(path).exists():
+        return records
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from: those steps will be redone."""
+    if path.exists():
+        kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+
+def default_run_dir(preset: str | None) -> Path:
+    return Path("runs") / f"{preset or 'custom'}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_run_files(run: Run) -> None:
+    """config.json: the resolved config plus what a reader needs to know about the run."""
+    import platform
+    info = {
+        "gankit_version": gankit.__version__,
+        "preset": run.preset,
+        "config": run.cfg.to_dict(),
+        "dataset": {"name": run.data.name, "source": run.data.source, "images": len(run.data),
+                    "image_shape": list(run.data.image_shape), "num_classes": run.data.num_classes},
+        "total_steps": run.total_steps,
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "device": str(run.device)},
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+    (run.run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False) -> dict:
+    """Train a new run into `run_dir` (which must not hold a run already)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
+                        f"or choose another --out")
+    run = Run(cfg, run_dir, preset=preset, quiet=quiet)  # may raise UserError before any file is made
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_files(run)
+    _announce(run, f"training {run.total_steps} steps")
+    return run.fit()
+
+
+def resume(run_dir: Path, overrides: dict, *, quiet: bool = False) -> dict:
+    """Continue the run in `run_dir` from its newest checkpoint; overrides may only change
+    length and logging fields (RESUMABLE_FIELDS)."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "config.json"
+    if not info_path.exists():
+        raise UserError(f"--resume {run_dir}: no config.json there; is it a gankit run directory?")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    # --steps and --epochs are two ways to say the same total: the one given replaces the other.
+    if "steps" in overrides:
+        overrides = {**overrides, "epochs": None}
+    elif "epochs" in overrides:
+        overrides = {**overrides, "steps": None}
+    saved = make_config(info["config"])
+    wanted = make_config(info["config"], overrides)
+    changed = {k: v for k, v in diff(saved, wanted).items() if k not in RESUMABLE_FIELDS}
+    if changed:
+        lines = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in changed.items())
+        raise UserError(f"--resume {run_dir}: that run was made with another config ({lines}). "
+                        f"Drop those flags to continue it, or start a new run with --out")
+    ckpt = ckpt_io.latest(run_dir)
+    run = Run(wanted, run_dir, preset=info.get("preset"), quiet=quiet)
+    if ckpt is None:
+        _announce(run, "no checkpoint yet: starting from step 0")
+    else:
+        state = ckpt_io.load(ckpt)
+        run.load_state_dict(state)
+        _announce(run, f"resuming from {ckpt.name}: step {run.progress.step} of {run.total_steps}")
+    _truncate_metrics(run_dir / "metrics.jsonl", run.progress.step)
+    for png in (run_dir / "samples").glob("step_*.png"):
+        if int(png.stem.split("_")[1]) > run.progress.step:
+            png.unlink()
+    if wanted != saved:
+        info["config"] = wanted.to_dict()
+        info["total_steps"] = run.total_steps
+        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return run.fit()
+
+
+def _announce(run: Run, what: str) -> None:
+    d = run.data
+    c, h, w = d.image_shape
+    run._log(f"data: {d.name}, {len(d)} images {c}x{h}x{w} ({d.source})")
+    run._log(f"model: {run.cfg.arch}, G {count_params(run.g):,} params, D {count_params(run.d):,} params; "
+             f"loss {run.cfg.loss}; batch {run.cfg.batch_size}; device {run.device}")
+    run._log(f"run directory: {run.run_dir}; {what}")

@@ -1,0 +1,164 @@
+"""The command line end to end on the embedded dataset: train, resume, sample, interpolate,
+and the promise that an interrupted-and-resumed run equals one that ran straight through."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gankit.checkpoint import latest, load
+from gankit.cli import main
+
+# Tiny networks keep each run to about a second on a laptop CPU.
+TINY = ["--width", "8", "--batch-size", "16", "--log-every", "2", "--sample-every", "4",
+        "--sample-every-early", "2", "--sample-early-until", "4", "--checkpoint-every", "3", "--sample-grid", "16"]
+TINY_MLP = ["--g-widths", "16,32", "--d-widths", "32,16"]
+
+
+def train(tmp_path, name, *extra):
+    out = tmp_path / name
+    code = main(["train", "-q", "--out", str(out), *TINY, *extra])
+    assert code == 0
+    return out
+
+
+def final_weights(run_dir):
+    state = load(latest(run_dir))
+    return state["progress"]["step"], state["generator"], state["discriminator"]
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    run = train(tmp_path, "run", "--steps", "6")
+    info = json.loads((run / "config.json").read_text())
+    assert info["gankit_version"] and info["preset"] == "default"
+    assert info["config"]["batch_size"] == 16 and info["dataset"]["name"] == "mnist-5k"
+    assert info["dataset"]["images"] == 5000
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4, 6]
+    for key in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "images_per_s"):
+        assert all(np.isfinite(r[key]) for r in lines), key
+    assert lines[-1]["images_seen"] == 6 * 16
+    # step 0 (the starting noise), the early schedule, then the end
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        f"step_{s:08d}.png" for s in (0, 2, 4, 6)]
+    assert Image.open(run / "progress.gif").n_frames == 4
+    assert Image.open(run / "losses.png").size[0] > 100
+    # checkpoints every 3 steps and at the end, keeping the newest 3
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt_00000003.pt", "ckpt_00000006.pt"]
+    state = load(run / "checkpoints" / "ckpt_00000006.pt")
+    assert state["gankit_version"] == info["gankit_version"] and state["progress"]["step"] == 6
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # seed 004's DCGAN (BatchNorm in G, uniform noise, Keras lr decay off here)
+    ["--preset", "mlp-gan-scratch", "--dataset", "mnist-5k", *TINY_MLP],  # dropout + label smoothing
+    # (instance noise and linear lr decay follow the run's total length, so they are left out here)
+    ["--preset", "mlp-gan", "--dataset", "mnist-5k", *TINY_MLP, "--label-flip", "0.1",
+     "--lr-decay", "keras-time", "--lr-decay-rate", "0.01"],  # split D update
+    ["--arch", "dcgan", "--loss", "wgan-gp", "--d-steps", "2"],
+], ids=["dcgan-small", "mlp-dropout", "mlp-split-tricks", "dcgan-wgan-gp"])
+def test_resumed_run_equals_straight_run(tmp_path, extra):
+    straight = train(tmp_path, "straight", "--steps", "7", *extra)
+    interrupted = train(tmp_path, "interrupted", "--steps", "4", *extra)
+    assert main(["train", "-q", "--resume", str(interrupted), "--steps", "7"]) == 0
+    step_a, g_a, d_a = final_weights(straight)
+    step_b, g_b, d_b = final_weights(interrupted)
+    assert step_a == step_b == 7
+    for key in g_a:
+        assert torch.equal(g_a[key], g_b[key]), key
+    for key in d_a:
+        assert torch.equal(d_a[key], d_b[key]), key
+    # the log of the resumed run continues without gaps or repeats
+    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 7]
+
+
+def test_resume_says_where_it_is_and_stops_when_done(tmp_path, capsys):
+    run = train(tmp_path, "run", "--steps", "3")
+    assert main(["train", "--resume", str(run), "--steps", "3"]) == 0
+    assert "already at step 3 of 3" in capsys.readouterr().out
+
+
+def test_resume_refuses_another_config(tmp_path, capsys):
+    run = train(tmp_path, "run", "--steps", "3")
+    before = sorted(p.name for p in run.rglob("*"))
+    assert main(["train", "--resume", str(run), "--lr-g", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "lr_g" in err and "another config" in err and "Traceback" not in err
+    assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_sample_to_npz_folder_and_grid(tmp_path, capsys):
+    run = train(tmp_path, "run", "--steps", "3")
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "s.npz"), "-q"]) == 0
+    arr = np.load(tmp_path / "s.npz")["images"]
+    assert arr.shape == (10, 28, 28, 1) and arr.dtype == np.uint8
+    assert main(["sample", str(latest(run)), "-n", "5", "--out", str(tmp_path / "pngs"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:06d}.png" for i in range(5)]
+    assert Image.open(tmp_path / "pngs" / "000000.png").size == (28, 28)
+    assert main(["sample", str(run), "-n", "9", "--out", str(tmp_path / "g.png"), "--nrow", "3"]) == 0
+    assert Image.open(tmp_path / "g.png").size == (3 * 28 + 4 * 2, 3 * 28 + 4 * 2)
+    assert "wrote a grid of 9 images" in capsys.readouterr().out
+    # the same seed draws the same images
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "t.npz"), "-q"]) == 0
+    assert np.array_equal(np.load(tmp_path / "t.npz")["images"], arr)
+
+
+def test_interpolate_gif_and_grid(tmp_path):
+    run = train(tmp_path, "run", "--steps", "3")
+    assert main(["interpolate", str(run), "--out", str(tmp_path / "w.gif"), "--rows", "4", "--steps", "5", "-q"]) == 0
+    assert Image.open(tmp_path / "w.gif").n_frames == 5 + 3  # forward, then back without repeating the ends
+    assert main(["interpolate", str(run), "--out", str(tmp_path / "w.png"), "--rows", "2", "--steps", "6", "-q"]) == 0
+    assert Image.open(tmp_path / "w.png").size[0] > Image.open(tmp_path / "w.png").size[1]
+
+
+def test_python_dash_m_runs_the_same_cli(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "gankit", "presets"], capture_output=True, text=True, check=True)
+    assert "dcgan-small" in out.stdout and "infogan-lsgan" in out.stdout
+
+
+def test_dry_run_prints_config_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", "--preset", "infogan-lsgan", "--lr-d", "5e-4", "--steps", "9", "--dry-run",
+                 "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["preset"] == "infogan-lsgan"
+    assert printed["config"]["lr_d"] == 5e-4 and printed["config"]["steps"] == 9
+    assert printed["config"]["epochs"] is None  # --steps replaced the preset's epochs
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--preset", "nope"], "valid presets"),
+    (["train", "--dataset", "nope"], "mnist"),
+    (["train", "--loss", "nope"], "wgan-gp"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--lr-g", "-1"], "--lr-g"),
+    (["train", "--batch-size", "6000"], "larger than the dataset"),
+    (["train", "--arch", "dcgan", "--image-size", "30"], "--image-size"),
+    (["train", "--config", "missing.toml"], "missing.toml"),
+    (["sample", "no-such-run", "--out", "x.png"], "no-such-run"),
+    (["train", "--resume", "no-such-run"], "no-such-run"),
+])
+def test_bad_input_exits_2_without_traceback_or_files(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_dir_holding_a_run_is_not_overwritten(tmp_path, capsys):
+    run = train(tmp_path, "run", "--steps", "2")
+    assert main(["train", "--out", str(run), "--steps", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_keep_only_some_classes(tmp_path):
+    run = train(tmp_path, "run", "--steps", "2", "--classes", "3")
+    info = json.loads((run / "config.json").read_text())
+    assert info["dataset"]["images"] == 5000 // 10 or 400 < info["dataset"]["images"] < 600
