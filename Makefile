@@ -7,7 +7,6 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
-DEMO_STEPS ?= 1200
 
 .PHONY: demo test install clean
 
@@ -21,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(BIN)/gankit train --out $(DEMO_DIR) --steps $(DEMO_STEPS)
+	$(BIN)/gankit train --out $(DEMO_DIR)
 	$(BIN)/gankit interpolate $(DEMO_DIR) --out $(DEMO_DIR)/interpolation.gif
 	@echo "open $(DEMO_DIR)/progress.gif, $(DEMO_DIR)/samples/ and $(DEMO_DIR)/losses.png"
 

@@ -100,9 +100,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UserError(f"-n must be at least 1, got {args.n}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.scale < 1:
+        raise UserError(f"--scale must be at least 1, got {args.scale}")
     tg = load_generator(args.target, device=args.device)
     z = tg.latent(args.n, torch.Generator().manual_seed(args.seed))
-    what = write_images(tg.images(z, args.batch_size), args.out, nrow=args.nrow)
+    what = write_images(tg.images(z, args.batch_size), args.out, nrow=args.nrow, scale=args.scale)
     if not args.quiet:
         print(f"wrote {what} from {tg.checkpoint} (step {tg.step}{', EMA weights' if tg.uses_ema else ''})")
     return 0
@@ -161,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a folder (numbered PNGs), FILE.npz, or grid.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=None, help="images per row of a grid")
+    p.add_argument("--scale", type=int, default=1, help="enlarge a grid's pixels this many times")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -75,6 +75,7 @@ class Config:
     batch_size: int = 128
     steps: int | None = None  # total G updates; set this or epochs (both totals, counting earlier runs)
     epochs: float | None = None  # total passes over the data; converted to steps
+    max_minutes: float | None = None  # stop (with a checkpoint, resumable) after this much training time
     seed: int = 0
     log_every: int = 50  # steps between lines in metrics.jsonl (losses are read from the device once per line)
     sample_every: int = 500  # steps between sample grids...
@@ -98,7 +99,7 @@ FIELDS = {f.name: f for f in fields(Config)}
 # Fields that describe how long or how visibly a run goes, not what it computes: a resumed run
 # may change these; any other difference means the run directory belongs to another config.
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
-                              "sample_early_until", "checkpoint_every", "keep_checkpoints", "device",
+                              "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
                               "data_dir"})
 
 
@@ -222,6 +223,7 @@ def validate(cfg: Config) -> Config:
     _check(cfg.batch_size >= 1, "batch_size", f"must be at least 1, got {cfg.batch_size}")
     _check(cfg.steps is None or cfg.steps >= 1, "steps", "must be at least 1")
     _check(cfg.epochs is None or cfg.epochs > 0, "epochs", "must be positive")
+    _check(cfg.max_minutes is None or cfg.max_minutes > 0, "max_minutes", "must be positive")
     _check(cfg.steps is None or cfg.epochs is None, "steps", "give --steps or --epochs, not both")
     for name in ("log_every", "sample_every", "sample_every_early", "checkpoint_every", "keep_checkpoints",
                  "sample_grid"):

@@ -52,14 +52,14 @@ def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator
     return TrainedGenerator(g, cfg, int(state["progress"]["step"]), path, use_ema, dev)
 
 
-def write_images(images: torch.Tensor, out: str | Path, nrow: int | None = None) -> str:
+def write_images(images: torch.Tensor, out: str | Path, nrow: int | None = None, scale: int = 1) -> str:
     """Save uint8 [N,C,H,W] as a grid (.png/.jpg), an .npz (key `images`, NHWC uint8, the layout
     other GAN tools read) or a folder of numbered PNGs. Returns a description of what was written."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix in (".png", ".jpg", ".jpeg"):
         out.parent.mkdir(parents=True, exist_ok=True)
-        viz.save_grid(images, out, nrow=nrow)
+        viz.save_grid(images, out, nrow=nrow, scale=scale)
         return f"a grid of {len(images)} images in {out}"
     if suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)

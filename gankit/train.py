@@ -276,6 +276,7 @@ class Run:
         stats = self._zero_stats()
         tick_start, tick_steps, tick_images = time.perf_counter(), 0, 0
         stopped_early = False
+        deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
         try:
             with open(metrics_path, "a", encoding="utf-8") as metrics_file:
                 while p.step < self.total_steps:
@@ -287,6 +288,8 @@ class Run:
                     p.step += 1
                     tick_steps += 1
                     tick_images += cfg.batch_size * cfg.d_steps
+                    if time.perf_counter() > deadline:
+                        self._stop_requested = True
                     # An epoch ends when the next batch would not fit: look ahead so the grid is drawn now.
                     epoch_ended = p.position + cfg.batch_size > len(self.data)
                     if p.step % cfg.log_every == 0 or p.step == self.total_steps or self._stop_requested:

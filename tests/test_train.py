@@ -162,3 +162,33 @@ def test_keep_only_some_classes(tmp_path):
     run = train(tmp_path, "run", "--steps", "2", "--classes", "3")
     info = json.loads((run / "config.json").read_text())
     assert info["dataset"]["images"] == 5000 // 10 or 400 < info["dataset"]["images"] < 600
+
+
+def test_presets_and_datasets_commands(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("default", "mlp-gan", "mlp-gan-tf", "mlp-gan-scratch", "infogan-lsgan", "dcgan-small", "dcgan"):
+        assert f"\n{name} " in "\n" + out
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist-5k" in out and "fashion-mnist" in out and "cifar10" in out
+
+
+def test_train_on_an_npz_path_with_colour_images(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", images=rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8))
+    run = train(tmp_path, "run", "--dataset", str(tmp_path / "toy.npz"), "--arch", "mlp", *TINY_MLP,
+                "--steps", "3", "--batch-size", "8")
+    info = json.loads((run / "config.json").read_text())
+    assert info["dataset"]["image_shape"] == [3, 16, 16]
+    assert main(["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.npz"), "-q"]) == 0
+    assert np.load(tmp_path / "s.npz")["images"].shape == (4, 16, 16, 3)
+
+
+def test_max_minutes_stops_with_a_resumable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "100000", "--max-minutes", "0.0001"]) == 0
+    text = capsys.readouterr().out
+    assert "Continue with: gankit train --resume" in text
+    step = load(latest(out))["progress"]["step"]
+    assert 1 <= step < 100000
