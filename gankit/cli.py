@@ -19,6 +19,9 @@ from gankit.config import FIELDS, make_config
 from gankit.errors import UserError
 from gankit.presets import DEFAULT_PRESET, PRESETS, describe, preset
 
+# Kept here (not imported from gankit.metrics) so that `gankit --help` does not import the metrics.
+DEFAULT_METRICS_TEXT = ("fid", "kid", "pr", "coverage", "classes")
+
 
 def _field_help() -> dict[str, str]:
     """The comment after each field in config.py is its flag's help (one source of truth)."""
@@ -32,7 +35,8 @@ def _field_help() -> dict[str, str]:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     helps = _field_help()
-    group = parser.add_argument_group("config fields (override the preset; see config.py)")
+    group = parser.add_argument_group(
+        "config fields", "Each overrides the preset's value; [default] is the value where no preset sets one.")
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         default = f.default
@@ -122,6 +126,72 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_image_set(target: Path) -> bool:
+    """An .npz/.npy file or a folder that is not a run directory: images from any tool."""
+    if target.is_file():
+        return target.suffix.lower() in (".npz", ".npy")
+    return target.is_dir() and not (target / "config.json").exists() and not (target / "checkpoints").is_dir()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gankit.metrics.evaluate import Evaluator, format_table, parse_metrics
+
+    metrics = parse_metrics(args.metrics)
+    if args.n < 2:
+        raise UserError(f"-n must be at least 2, got {args.n}")
+    target = Path(args.target)
+    run_dir = None
+    if _is_image_set(target):
+        from gankit.data import open_dataset
+        if not args.dataset:
+            raise UserError(f"{target} is a set of images: name the reference data with --dataset "
+                            "(e.g. --dataset fashion-mnist)")
+        images = open_dataset(str(target)).images
+        if len(images) > args.n:
+            images = images[:args.n]
+        dataset, data_opts, what = args.dataset, {}, f"{len(images):,} images from {target}"
+    else:
+        import torch
+
+        from gankit.sampling import load_generator
+        tg = load_generator(target, device=args.device)
+        cfg = tg.cfg
+        dataset = args.dataset or cfg.dataset
+        data_opts = {"data_dir": cfg.data_dir, "classes": cfg.classes or None, "image_size": cfg.image_size,
+                     "channels": cfg.channels}
+        images = tg.images(tg.latent(args.n, torch.Generator().manual_seed(args.seed)))
+        run_dir = tg.checkpoint.parent.parent if tg.checkpoint.parent.name == "checkpoints" else None
+        what = f"{tg.checkpoint} (step {tg.step}{', EMA' if tg.uses_ema else ''})"
+    evaluator = Evaluator(dataset, extractor=args.extractor, metrics=metrics, n_floor=args.n,
+                          evaluator=args.evaluator, inception_weights=args.inception_weights,
+                          device=args.device if args.device != "auto" else "cpu", use_cache=not args.no_cache,
+                          with_floor=not args.no_floor, **data_opts)
+    result = evaluator.score(images, with_floor=not args.no_floor)
+    result.protocol["scored"] = what
+    print(format_table(result))
+    payload = json.dumps(result.to_dict(), indent=2) + "\n"
+    written = []
+    if run_dir is not None:
+        (run_dir / "eval.json").write_text(payload, encoding="utf-8")
+        written.append(str(run_dir / "eval.json"))
+    if args.json:
+        Path(args.json).write_text(payload, encoding="utf-8")
+        written.append(args.json)
+    if written:
+        print(f"wrote {', '.join(written)}")
+    return 0
+
+
+def cmd_train_evaluator(args: argparse.Namespace) -> int:
+    from gankit.metrics.train_evaluator import train_evaluator
+
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    train_evaluator(args.dataset, args.out, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                    quiet=args.quiet)
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name in PRESETS:
@@ -178,6 +248,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("eval", help="score a run, a checkpoint or a set of images against real data",
+                       description="FID, KID, precision/recall, density/coverage and class coverage, with the "
+                                   "real-data floor beside each number.")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|IMAGES", help="a run, a checkpoint, a folder or .npz of images")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS_TEXT),
+                   help="comma-separated: fid, kid, pr, coverage, classes, is (default: %(default)s)")
+    p.add_argument("-n", type=int, default=10_000, help="generated images to score (default 10000)")
+    p.add_argument("--dataset", help="reference data (default: the run's dataset; required for bare images)")
+    p.add_argument("--extractor", default="classifier", choices=("classifier", "inception"),
+                   help="gankit's own classifier (offline, shipped for mnist and fashion-mnist) or Inception-v3")
+    p.add_argument("--evaluator", metavar="FILE", help="a classifier made by `gankit train-evaluator`")
+    p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--json", metavar="PATH", help="also write the results here")
+    p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
+    p.add_argument("--no-cache", action="store_true", help="recompute reference features")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-evaluator", help="train the classifier whose features `gankit eval` uses")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", metavar="FILE", help="where to write it (default: the gankit cache)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_train_evaluator)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

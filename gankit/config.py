@@ -23,6 +23,7 @@ G_BATCHNORMS = ("none", "post", "pre")
 INITS = ("default", "pytorch", "keras", "xavier", "dcgan")
 SPLITS = ("train", "test", "train+test")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+EVAL_METRICS = ("fid", "kid", "pr", "coverage", "classes", "is")
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Config:
     channels: int | None = None  # 1 = grey, 3 = RGB; None keeps the data's channels
 
     # --- networks ---
-    arch: str = "dcgan-small"  # see `gankit presets` / gankit.nets.ARCHS
-    latent_dim: int = 100
+    arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan (gankit.nets.ARCHS)
+    latent_dim: int = 100  # length of G's noise vector z (seed 002: 128, seed 003: 96)
     latent_dist: str = "normal"  # "normal" N(0,1) or "uniform" U(-1,1) (seed 004 draws uniform noise)
     g_widths: tuple[int, ...] = ()  # MLP hidden widths of G; () = the architecture's default
     d_widths: tuple[int, ...] = ()  # MLP hidden widths of D
@@ -86,6 +87,11 @@ class Config:
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
 
+    # --- evaluation during training ---
+    eval_every: int = 0  # steps between evaluations with gankit's classifier features; 0 = never
+    eval_n: int = 2000  # generated images per evaluation (fewer than `gankit eval`'s 10k: it runs often)
+    eval_metrics: str = "fid,kid,coverage"  # any of fid, kid, pr, coverage, classes
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -100,6 +106,7 @@ FIELDS = {f.name: f for f in fields(Config)}
 # may change these; any other difference means the run directory belongs to another config.
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
                               "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
+                              "eval_every", "eval_n", "eval_metrics",
                               "data_dir"})
 
 
@@ -229,6 +236,11 @@ def validate(cfg: Config) -> Config:
                  "sample_grid"):
         _check(getattr(cfg, name) >= 1, name, "must be at least 1")
     _check(cfg.sample_early_until >= 0, "sample_early_until", "must be >= 0")
+    _check(cfg.eval_every >= 0, "eval_every", "must be >= 0 (0 turns evaluation off)")
+    _check(cfg.eval_n >= 2, "eval_n", "must be at least 2")
+    names = [m.strip() for m in cfg.eval_metrics.split(",") if m.strip()]
+    _check(bool(names) and all(m in EVAL_METRICS for m in names), "eval_metrics",
+           f"choose from {', '.join(EVAL_METRICS)}")
     _check(cfg.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
     return cfg
 

@@ -40,6 +40,7 @@ class Progress:
     position: int = 0  # index into `permutation` of the next real batch
     images_seen: int = 0  # real images shown to D
     seconds: float = 0.0  # training time over all sessions of the run
+    best_fid: float | None = None  # lowest FID of the evaluations so far (checkpoints/best.pt holds it)
     permutation: Tensor | None = None
 
 
@@ -88,6 +89,14 @@ class Run:
         self.fixed_z = sample_latent(cfg.sample_grid, cfg.latent_dim, cfg.latent_dist, generator=grid_rng)
         self.data_rng = torch.Generator().manual_seed(cfg.seed)
         self._stop_requested = False
+        self.evaluator = self._make_evaluator() if cfg.eval_every else None
+
+    def _make_evaluator(self):
+        from gankit.metrics.evaluate import Evaluator, parse_metrics
+        cfg = self.cfg
+        return Evaluator(cfg.dataset, metrics=parse_metrics(cfg.eval_metrics), n_floor=cfg.eval_n,
+                         data_dir=cfg.data_dir, classes=cfg.classes or None, image_size=cfg.image_size,
+                         channels=cfg.channels, device=str(self.device))
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -108,7 +117,7 @@ class Run:
             "sched_g": self.sched_g.state_dict(),
             "sched_d": self.sched_d.state_dict(),
             "progress": {"step": p.step, "epoch": p.epoch, "position": p.position,
-                         "images_seen": p.images_seen, "seconds": p.seconds},
+                         "images_seen": p.images_seen, "seconds": p.seconds, "best_fid": p.best_fid},
             "permutation": p.permutation,
             "rng": rng,
             "fixed_z": self.fixed_z,
@@ -124,7 +133,7 @@ class Run:
         p = state["progress"]
         self.progress = Progress(step=p["step"], epoch=p["epoch"], position=p["position"],
                                  images_seen=p["images_seen"], seconds=p["seconds"],
-                                 permutation=state["permutation"])
+                                 best_fid=p.get("best_fid"), permutation=state["permutation"])
         torch.set_rng_state(state["rng"]["torch"])
         self.data_rng.set_state(state["rng"]["data"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -230,6 +239,47 @@ class Run:
         viz.save_grid(images, self.run_dir / "samples" / f"step_{self.progress.step:08d}.png",
                       scale=2 if self.data.image_shape[1] <= 32 else 1)
 
+    def evaluate(self, metrics_file) -> None:
+        """Score eval_n images from fixed latents (G in eval mode), log them, keep the best checkpoint."""
+        cfg, p = self.cfg, self.progress
+        z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
+                          generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
+        was_training = self.g.training
+        self.g.eval()
+        with torch.no_grad():
+            images = torch.cat([to_uint8(self.g(chunk.to(self.device))).cpu() for chunk in z.split(500)])
+        self.g.train(was_training)
+        result = self.evaluator.score(images)
+        record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(p.seconds, 3),
+                  "eval_n": cfg.eval_n, **result.metrics,
+                  **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
+        metrics_file.write(json.dumps(record) + "\n")
+        metrics_file.flush()
+        fid = result.metrics.get("fid")
+        if fid is not None and (p.best_fid is None or fid < p.best_fid):
+            p.best_fid = fid
+            state = self.state_dict()
+            state["eval"] = result.to_dict()
+            ckpt_io.save_atomic(state, self.run_dir / "checkpoints" / "best.pt")
+        if not self.quiet:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
+            from tqdm import tqdm
+            tqdm.write(f"eval at step {p.step}: {shown} (best FID {p.best_fid:.4g})" if p.best_fid is not None
+                       else f"eval at step {p.step}: {shown}")
+
+    def plot_metrics(self, records: list[dict]) -> None:
+        evals = [r for r in records if "eval_n" in r]
+        if not evals:
+            return
+        series = {}
+        for key in ("fid", "floor_fid"):
+            points = [(r["step"], r[key]) for r in evals if key in r]
+            if points:
+                series["FID" if key == "fid" else "FID of real data"] = ([x for x, _ in points], [y for _, y in points])
+        if series:
+            viz.line_plot(series, self.run_dir / "eval.png", title="FID during training (lower is better)",
+                          xlabel="step")
+
     def write_gif(self) -> None:
         frames = sorted((self.run_dir / "samples").glob("step_*.png"))
         if frames:
@@ -307,11 +357,15 @@ class Run:
                         bar.update(1)
                     if self._is_sample_step(p.step, epoch_ended):
                         self.sample_grid()
+                    if self.evaluator is not None and (p.step % cfg.eval_every == 0 or p.step == self.total_steps):
+                        self.evaluate(metrics_file)
                     if p.step % cfg.checkpoint_every == 0 or p.step == self.total_steps or self._stop_requested:
                         metrics_file.flush()
                         self.save_checkpoint()
-                        viz.plot_training(read_metrics(metrics_path), self.run_dir / "losses.png",
+                        records = read_metrics(metrics_path)
+                        viz.plot_training(records, self.run_dir / "losses.png",
                                           title=f"{self.preset or 'custom'} on {self.data.name}")
+                        self.plot_metrics(records)
                     if self._stop_requested:
                         stopped_early = True
                         break

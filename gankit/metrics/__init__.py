@@ -1,0 +1,1 @@
+"""Evaluation metrics for generated images: feature extractors, reference features and scores."""

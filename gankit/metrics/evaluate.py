@@ -1,0 +1,169 @@
+"""Scoring images against real data: pick an extractor, get reference features, compute metrics.
+
+Every result carries its protocol (extractor, how many generated and reference images, which
+split), and the same metrics of real data against the reference: the floor a model can reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from gankit.config import EVAL_METRICS
+from gankit.errors import UserError
+from gankit.metrics import scores
+from gankit.metrics.reference import Features, RealSet, cached_features, reference_and_floor
+
+METRICS = EVAL_METRICS
+DEFAULT_METRICS = ("fid", "kid", "pr", "coverage", "classes")
+
+
+@dataclass
+class Extractor:
+    """A feature extractor with a name for the protocol and a fingerprint of its weights."""
+
+    name: str
+    fingerprint: str
+    num_classes: int
+    class_names: list[str] | None
+    run: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
+
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.run(images)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def make_extractor(kind: str, dataset: str, *, evaluator: str | None = None, inception_weights: str | None = None,
+                   device: str = "cpu") -> Extractor:
+    """"classifier": gankit's own CNN for `dataset` (shipped, or the file --evaluator names);
+    "inception": the standard FID Inception-v3 (weights from --inception-weights or the cache)."""
+    if kind == "inception":
+        from gankit.metrics.inception import InceptionExtractor, weights_search_paths
+        ext = InceptionExtractor(weights=inception_weights, device=device)
+        path = next((p for p in weights_search_paths(inception_weights) if p.is_file()), None)
+        return Extractor("inception-v3 (pool3, 2048-d)", f"inception:{_file_digest(path) if path else '?'}",
+                         ext.num_classes, None, ext)
+    if kind != "classifier":
+        raise UserError(f"--extractor: unknown extractor {kind!r}; choose classifier or inception")
+    from gankit.metrics.classifier import ClassifierExtractor, shipped_classifier
+    source = evaluator or dataset
+    ext = ClassifierExtractor(source, device=device)
+    path = Path(evaluator) if evaluator else shipped_classifier(dataset)
+    return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(path)}", ext.num_classes,
+                     getattr(ext, "class_names", None), ext)
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise UserError(f"--metrics: unknown metric(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METRICS)}")
+    return names
+
+
+def compute(fake: Features, ref: Features, metrics: tuple[str, ...], num_classes: int,
+            kid_subset: int = 1000) -> dict:
+    """The chosen metrics of `fake` against `ref` (features already extracted)."""
+    out: dict = {}
+    if "fid" in metrics:
+        out["fid"] = scores.fid(fake.features, ref.features)
+    if "kid" in metrics:
+        mean, std = scores.kid(fake.features, ref.features, subset_size=kid_subset)
+        out["kid"], out["kid_std"] = mean, std
+    if "pr" in metrics:
+        out["precision"], out["recall"] = scores.precision_recall(ref.features, fake.features)
+    if "coverage" in metrics:
+        out["density"], out["coverage"] = scores.density_coverage(ref.features, fake.features)
+    if "is" in metrics and fake.logits is not None:
+        out["inception_score"], out["inception_score_std"] = scores.inception_score(fake.logits)
+    if "classes" in metrics and fake.logits is not None and num_classes:
+        stats = scores.class_stats(fake.logits.argmax(1), num_classes, target_labels=fake.labels)
+        out.update({k: v for k, v in stats.items()})
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Metrics of some images, the floor (real vs reference), and the protocol of both."""
+
+    metrics: dict
+    floor: dict
+    protocol: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "metrics": self.metrics, "floor": self.floor}
+
+
+class Evaluator:
+    """Reference features for one dataset + extractor, reused for many image sets (as in training)."""
+
+    def __init__(self, dataset: str, *, extractor: str = "classifier", metrics: tuple[str, ...] = DEFAULT_METRICS,
+                 n_reference: int | None = None, n_floor: int = 10_000, data_dir=None, classes=None,
+                 image_size=None, channels=None, evaluator: str | None = None, inception_weights: str | None = None,
+                 device: str = "cpu", use_cache: bool = True, with_floor: bool = True):
+        self.metrics = metrics
+        self.extractor = make_extractor(extractor, dataset, evaluator=evaluator, inception_weights=inception_weights,
+                                        device=device)
+        ref, floor = reference_and_floor(dataset, n_reference=n_reference, n_floor=n_floor, data_dir=data_dir,
+                                         classes=list(classes) if classes else None, image_size=image_size,
+                                         channels=channels)
+        key = {"dataset": dataset, "classes": list(classes or []), "image_size": image_size, "channels": channels}
+        self.reference = cached_features(ref, self.extractor, {**key, "role": "reference"}, use_cache)
+        self.floor_set: RealSet | None = floor if with_floor else None
+        self._floor: dict | None = None
+        self._floor_key = {**key, "role": "floor"}
+        self.use_cache = use_cache
+
+    def floor(self) -> dict:
+        """Real images against the reference: computed once, cached with the features."""
+        if self._floor is None and self.floor_set is not None:
+            feats = cached_features(self.floor_set, self.extractor, self._floor_key, self.use_cache)
+            self._floor = compute(feats, self.reference, self.metrics, self.extractor.num_classes)
+            self._floor["n"] = len(feats.features)
+        return self._floor or {}
+
+    def score(self, images: torch.Tensor, target_labels: torch.Tensor | None = None, with_floor: bool = True
+              ) -> Evaluation:
+        feats, logits = self.extractor(images)
+        fake = Features(feats, logits, None if target_labels is None else target_labels.numpy(), "generated")
+        metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes)
+        protocol = {"extractor": self.extractor.name, "generated": len(images),
+                    "reference": self.reference.description,
+                    "floor": self.floor_set.description if (with_floor and self.floor_set is not None) else None,
+                    "metrics": list(self.metrics)}
+        return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
+
+
+ROWS = [("fid", "FID", "{:.2f}"), ("kid", "KID x 1000", "{:.2f}"), ("precision", "precision", "{:.3f}"),
+        ("recall", "recall", "{:.3f}"), ("density", "density", "{:.3f}"), ("coverage", "coverage", "{:.3f}"),
+        ("inception_score", "Inception Score", "{:.2f}"), ("classes_missing", "classes missing", "{}"),
+        ("class_kl_from_uniform", "class KL from uniform", "{:.3f}"), ("accuracy", "class accuracy", "{:.3f}")]
+
+
+def format_table(ev: Evaluation) -> str:
+    """A fixed-width table: metric, model, real-data floor; then the protocol."""
+    lines = [f"{'metric':<22}{'model':>12}{'real data':>12}"]
+    for key, label, fmt in ROWS:
+        if key not in ev.metrics:
+            continue
+        scale = 1000 if key == "kid" else 1
+        model = fmt.format(ev.metrics[key] * scale)
+        floor = fmt.format(ev.floor[key] * scale) if key in ev.floor else "-"
+        lines.append(f"{label:<22}{model:>12}{floor:>12}")
+    p = ev.protocol
+    lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images vs {p['reference']}")
+    if p.get("floor"):
+        lines.append(f"real data: {p['floor']} vs the same reference")
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""``gankit train-evaluator``: train the evaluation classifier for a dataset and save it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+
+import torch
+
+import gankit
+from gankit.data import ImageSet, open_dataset
+from gankit.errors import UserError
+from gankit.metrics.classifier import load_classifier, save_classifier, train_classifier
+
+# Share of a single-set source (no test split of its own, e.g. mnist-5k) held out for testing,
+# and the seed of that split. The seed is fixed, not the training seed, so the held-out images
+# are the same whatever seed trains the classifier.
+HOLDOUT_FRACTION = 0.2
+HOLDOUT_SEED = 0
+
+
+def default_output(dataset: str) -> Path:
+    """``~/.cache/gankit/weights/<dataset>-classifier.pt`` (a path dataset is named by its file or folder)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(dataset).stem or dataset).strip("-.") or "dataset"
+    return Path.home() / ".cache" / "gankit" / "weights" / f"{stem}-classifier.pt"
+
+
+def split_holdout(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """A fixed, seeded random split of ``ds`` into (80% train, 20% test)."""
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    n_test = max(1, round(len(ds) * HOLDOUT_FRACTION))
+    test_idx, train_idx = order[:n_test].sort().values, order[n_test:].sort().values
+
+    def take(index: torch.Tensor) -> ImageSet:
+        return dataclasses.replace(ds, images=ds.images[index], labels=ds.labels[index])
+
+    return take(train_idx), take(test_idx)
+
+
+def open_train_test(dataset: str, data_dir: str | None = None) -> tuple[ImageSet, ImageSet, str, str]:
+    """(train, test, train description, test description) for ``dataset``."""
+    train = open_dataset(dataset, data_dir=data_dir, split="train")
+    if train.labels is None:
+        raise UserError(
+            f"{dataset}: the images have no labels, and the evaluation classifier learns from labels; "
+            "use an image folder with one sub-folder per class, or a .npz with labels"
+        )
+    try:
+        test = open_dataset(dataset, data_dir=data_dir, split="test")
+    except UserError as exc:
+        # open_dataset refuses "test" for sources that are a single set of images; any other
+        # failure (e.g. a missing test file of a real split) is the user's to see.
+        if "no test split" not in str(exc):
+            raise
+        n = len(train)
+        train, test = split_holdout(train)
+        return (
+            train,
+            test,
+            f"{len(train)} of the {n} images of {dataset} (the rest are held out)",
+            f"held-out {len(test)} of the {n} images of {dataset} ({HOLDOUT_FRACTION:.0%}, "
+            f"random split with torch seed {HOLDOUT_SEED}: {dataset} has no test split)",
+        )
+    return train, test, f"{dataset} train split ({len(train)} images)", f"{dataset} test split ({len(test)} images)"
+
+
+def train_evaluator(
+    dataset: str,
+    out: str | Path | None = None,
+    *,
+    data_dir: str | None = None,
+    epochs: int = 8,
+    seed: int = 0,
+    quiet: bool = False,
+) -> tuple[Path, dict]:
+    """Train the evaluation classifier on ``dataset``'s train split, test it, save it to ``out``.
+
+    A source without a test split (mnist-5k, an image folder, an array file) is split 80/20
+    with a fixed seed; the meta says so. ``out`` defaults to ``default_output(dataset)``.
+    Prints the test accuracy and where the file went; returns (path, meta).
+    """
+    out = Path(out).expanduser() if out is not None else default_output(dataset)
+    train, test, train_text, test_text = open_train_test(dataset, data_dir)
+    if not quiet:
+        print(f"training the evaluation classifier on {train_text}; testing on {test_text}")
+    start = time.perf_counter()
+    model, test_accuracy = train_classifier(train, test, epochs=epochs, seed=seed, quiet=quiet)
+    seconds = time.perf_counter() - start
+    class_names = train.class_names or [str(i) for i in range(model.num_classes)]
+    meta = {
+        "dataset": train.name,
+        "train": train_text,
+        "test": test_text,
+        "class_names": list(class_names),
+        "test_accuracy": float(test_accuracy),
+        "epochs": int(epochs),
+        "seed": int(seed),
+        "train_seconds": round(seconds, 1),
+        "gankit_version": gankit.__version__,
+        "torch_version": str(torch.__version__),
+        "command": f"gankit train-evaluator --dataset {dataset} --out {out} --epochs {epochs} --seed {seed}",
+    }
+    save_classifier(model, out, meta)
+    # Read back what was written, so the caller gets the meta exactly as the file holds it.
+    meta = load_classifier(out)[1]
+    print(f"test accuracy {test_accuracy:.2%} on {test_text}; wrote {out} ({seconds:.0f} s of training)")
+    return out, meta
