@@ -50,19 +50,16 @@ def make_extractor(kind: str, dataset: str, *, evaluator: str | None = None, inc
     """"classifier": gankit's own CNN for `dataset` (shipped, or the file --evaluator names);
     "inception": the standard FID Inception-v3 (weights from --inception-weights or the cache)."""
     if kind == "inception":
-        from gankit.metrics.inception import InceptionExtractor, weights_search_paths
+        from gankit.metrics.inception import InceptionExtractor
         ext = InceptionExtractor(weights=inception_weights, device=device)
-        path = next((p for p in weights_search_paths(inception_weights) if p.is_file()), None)
-        return Extractor("inception-v3 (pool3, 2048-d)", f"inception:{_file_digest(path) if path else '?'}",
+        return Extractor("inception-v3 (pool3, 2048-d)", f"inception:{_file_digest(ext.weights_path)}",
                          ext.num_classes, None, ext)
     if kind != "classifier":
         raise UserError(f"--extractor: unknown extractor {kind!r}; choose classifier or inception")
-    from gankit.metrics.classifier import ClassifierExtractor, shipped_classifier
-    source = evaluator or dataset
-    ext = ClassifierExtractor(source, device=device)
-    path = Path(evaluator) if evaluator else shipped_classifier(dataset)
-    return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(path)}", ext.num_classes,
-                     getattr(ext, "class_names", None), ext)
+    from gankit.metrics.classifier import ClassifierExtractor
+    ext = ClassifierExtractor(evaluator or dataset, device=device)
+    return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(ext.path)}", ext.num_classes,
+                     ext.class_names, ext)
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:

@@ -3,8 +3,8 @@
 FID and Inception Score numbers are comparable with published ones only when they come from the
 exact network of the original TensorFlow FID code. pytorch-fid ported it to PyTorch as
 ``pt_inception-2015-12-05-6726825d.pth``: torchvision's Inception3 layout with 1008 classes, no
-auxiliary classifier, and three pooling changes that reproduce TensorFlow (see `InceptionA`,
-`InceptionE`). The layer names below match that file's state-dict keys, so it loads unchanged.
+auxiliary classifier, and pooling changes that reproduce TensorFlow (`avg_pool_tf`,
+`max_pool_same`). The layer names below match that file's state-dict keys, so it loads unchanged.
 
 The file is read with ``torch.load(weights_only=True)``: it may hold tensors and plain containers
 only, so a hostile file cannot run code while loading.
@@ -31,7 +31,8 @@ from gankit.errors import UserError
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILENAME}"
-# torch.hub's naming convention: the hex digits in the file name start the file's SHA-256.
+# torch.hub's naming convention (what its check_hash verifies): the hex digits at the end of the
+# file name are the start of the file's SHA-256.
 WEIGHTS_SHA256_PREFIX = "6726825d"
 # Directory searched for the file, and downloaded into, before ~/.cache/gankit/weights.
 WEIGHTS_ENV = "GANKIT_WEIGHTS"
@@ -418,9 +419,9 @@ class InceptionExtractor:
             batch = x[start:start + batch_size].to(self.device)
             # Same float conversion as torchvision's ToTensor in pytorch-fid: x / 255 in float32.
             batch = batch.to(torch.float32).div(255).expand(-1, 3, -1, -1)
-            f, l = self.model(batch)
-            feats.append(f.cpu().double().numpy())
-            logits.append(l.cpu().double().numpy())
+            pool3, logit = self.model(batch)
+            feats.append(pool3.cpu().double().numpy())
+            logits.append(logit.cpu().double().numpy())
         if not feats:
             return np.zeros((0, self.feature_dim)), np.zeros((0, self.num_classes))
         return np.concatenate(feats), np.concatenate(logits)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import time
 from pathlib import Path
@@ -22,9 +23,13 @@ HOLDOUT_SEED = 0
 
 
 def default_output(dataset: str) -> Path:
-    """``~/.cache/gankit/weights/<dataset>-classifier.pt`` (a path dataset is named by its file or folder)."""
+    """``$GANKIT_CACHE/weights/<dataset>-classifier.pt``, by default under ``~/.cache/gankit``.
+
+    A dataset given by path is named by its file or folder.
+    """
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(dataset).stem or dataset).strip("-.") or "dataset"
-    return Path.home() / ".cache" / "gankit" / "weights" / f"{stem}-classifier.pt"
+    root = os.environ.get("GANKIT_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "gankit") / "weights" / f"{stem}-classifier.pt"
 
 
 def split_holdout(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
