@@ -143,7 +143,7 @@ class Evaluator:
         return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
 
 
-ROWS = [("fid", "FID", "{:.2f}"), ("kid", "KID x 1000", "{:.2f}"), ("precision", "precision", "{:.3f}"),
+ROWS = [("fid", "FID", "{:.2f}"), ("kid", "KID", "{:.4g}"), ("precision", "precision", "{:.3f}"),
         ("recall", "recall", "{:.3f}"), ("density", "density", "{:.3f}"), ("coverage", "coverage", "{:.3f}"),
         ("inception_score", "Inception Score", "{:.2f}"), ("classes_missing", "classes missing", "{}"),
         ("class_kl_from_uniform", "class KL from uniform", "{:.3f}"), ("accuracy", "class accuracy", "{:.3f}")]
@@ -155,9 +155,8 @@ def format_table(ev: Evaluation) -> str:
     for key, label, fmt in ROWS:
         if key not in ev.metrics:
             continue
-        scale = 1000 if key == "kid" else 1
-        model = fmt.format(ev.metrics[key] * scale)
-        floor = fmt.format(ev.floor[key] * scale) if key in ev.floor else "-"
+        model = fmt.format(ev.metrics[key])
+        floor = fmt.format(ev.floor[key]) if key in ev.floor else "-"
         lines.append(f"{label:<22}{model:>12}{floor:>12}")
     p = ev.protocol
     lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images vs {p['reference']}")
