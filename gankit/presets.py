@@ -23,7 +23,7 @@ PRESETS: dict[str, dict] = {
         **_KERAS_BN,
         "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5,
         "batch_size": 128,
-        "steps": 1000,  # about two minutes on a 2-core laptop CPU
+        "steps": 1000,  # about three minutes on a 2-core laptop CPU
     },
     "mlp-gan": {
         "_about": "seed 000: Keras MLP GAN on MNIST (G 256-512-1024 with BN momentum 0.8, D 512-256), Adam 2e-4/0.5",
