@@ -1,13 +1,17 @@
-"""Atomic save and safe load of the whole training state.
+"""Atomic, self-checking save and safe load of the whole training state.
 
 A checkpoint is one dict (nanoGPT's shape): gankit version, config, step, G, D, both optimisers,
-schedulers, RNG states, data position and the fixed sampling latents. It is written to a temporary
-file, fsynced and renamed, so a crash never leaves a half-written `ckpt_*.pt`; it is read with
-`weights_only=True`, so loading never runs code from the file.
+RNG states, data position and the fixed sampling latents. On disk it is wrapped as
+{"format", "gankit_version", "sha256", "payload"}: the state serialised by torch.save, its SHA-256,
+and the version that wrote it, so a damaged file is recognised before it is used. It is written to a
+temporary file, fsynced and renamed, so a crash never leaves a half-written `ckpt_*.pt`; it is read
+with `weights_only=True`, so loading never runs code from the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import tempfile
@@ -16,7 +20,10 @@ from typing import Any
 
 import torch
 
+import gankit
 from gankit.errors import UserError
+
+FORMAT = "gankit-checkpoint/1"
 
 _NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
 
@@ -34,14 +41,26 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _wrap(state: dict[str, Any]) -> dict[str, Any]:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    return {"format": FORMAT, "gankit_version": gankit.__version__,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+
+
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write `state` to `path` so that `path` is either the old file or the complete new one."""
+    """Write `state` to `path` so that `path` is either the old file or the complete new one.
+
+    An OSError (disk full, read-only folder) leaves the old file and no temporary file behind."""
     path = Path(path)
+    wrapped = _wrap(state)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            torch.save(wrapped, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,6 +68,15 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_stray_temporaries(run_dir: Path) -> list[Path]:
+    """Delete `*.tmp` files a killed process left in checkpoints/ (never valid checkpoints)."""
+    folder = Path(run_dir) / "checkpoints"
+    stray = sorted(folder.glob("*.tmp")) if folder.is_dir() else []
+    for f in stray:
+        f.unlink(missing_ok=True)
+    return stray
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -71,18 +99,46 @@ def prune(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without unpickling arbitrary objects; UserError if it is not one."""
-    path = Path(path)
+def _torch_load(source, what: str) -> Any:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such checkpoint") from None
+        raise UserError(f"{what}: no such checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
-        raise UserError(f"{path}: not a readable gankit checkpoint ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{what}: not a readable gankit checkpoint, damaged or truncated "
+                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load and verify a checkpoint without unpickling arbitrary objects; UserError if it is damaged,
+    not a gankit checkpoint, or written by an incompatible gankit (the message names the version)."""
+    path = Path(path)
+    outer = _torch_load(path, str(path))
+    if isinstance(outer, dict) and outer.get("format", "").startswith("gankit-checkpoint/"):
+        if outer["format"] != FORMAT:
+            raise UserError(f"{path}: written by gankit {outer.get('gankit_version', '?')} in format "
+                            f"{outer['format']}, which gankit {gankit.__version__} cannot read; "
+                            f"install that version to use it")
+        payload = outer["payload"].numpy().tobytes()
+        if hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+            raise UserError(f"{path}: checksum mismatch, the file is damaged")
+        state = _torch_load(io.BytesIO(payload), str(path))
+    else:
+        state = outer  # gankit 0.1.0 development files: the state itself, without a checksum
     if not isinstance(state, dict) or "generator" not in state or "config" not in state:
         raise UserError(f"{path}: not a gankit checkpoint (no generator/config inside)")
     return state
+
+
+def newest_intact(run_dir: Path) -> tuple[Path | None, dict | None, list[str]]:
+    """The newest checkpoint that loads and verifies, its state, and why newer ones were skipped."""
+    skipped = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load(path), skipped
+        except UserError as exc:
+            skipped.append(f"{path.name} skipped: {exc}")
+    return None, None, skipped
 
 
 def latest(run_dir: Path) -> Path | None:

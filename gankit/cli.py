@@ -16,7 +16,7 @@ from pathlib import Path
 from gankit import __version__
 from gankit import config as config_mod
 from gankit.config import FIELDS, make_config
-from gankit.errors import UserError
+from gankit.errors import RunFailed, UserError
 from gankit.presets import DEFAULT_PRESET, PRESETS, describe, preset
 
 # Kept here (not imported from gankit.metrics) so that `gankit --help` does not import the metrics.
@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"gankit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"gankit {args.command}: stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -87,6 +87,11 @@ class Config:
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
 
+    # --- when training diverges ---
+    max_rollbacks: int = 3  # NaN/Inf or exploding losses: roll back to the last good state this often, then stop
+    rollback_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
+    loss_limit: float = 1e6  # a loss whose magnitude passes this counts as diverged
+
     # --- evaluation during training ---
     eval_every: int = 0  # steps between evaluations with gankit's classifier features; 0 = never
     eval_n: int = 2000  # generated images per evaluation (fewer than `gankit eval`'s 10k: it runs often)
@@ -106,7 +111,8 @@ FIELDS = {f.name: f for f in fields(Config)}
 # may change these; any other difference means the run directory belongs to another config.
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
                               "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
-                              "eval_every", "eval_n", "eval_metrics",
+                              "eval_every", "eval_n", "eval_metrics", "max_rollbacks", "rollback_lr_factor",
+                              "loss_limit",
                               "data_dir"})
 
 
@@ -236,6 +242,9 @@ def validate(cfg: Config) -> Config:
                  "sample_grid"):
         _check(getattr(cfg, name) >= 1, name, "must be at least 1")
     _check(cfg.sample_early_until >= 0, "sample_early_until", "must be >= 0")
+    _check(cfg.max_rollbacks >= 0, "max_rollbacks", "must be >= 0")
+    _check(0 < cfg.rollback_lr_factor <= 1, "rollback_lr_factor", "must be in (0, 1]")
+    _check(cfg.loss_limit > 0, "loss_limit", "must be positive")
     _check(cfg.eval_every >= 0, "eval_every", "must be >= 0 (0 turns evaluation off)")
     _check(cfg.eval_n >= 2, "eval_n", "must be at least 2")
     names = [m.strip() for m in cfg.eval_metrics.split(",") if m.strip()]

@@ -8,3 +8,8 @@ class UserError(Exception):
     The message names the flag or file at fault and says how to fix it. Code that raises
     it must not have changed anything on disk yet.
     """
+
+
+class RunFailed(Exception):
+    """A run that cannot go on (it keeps diverging, the disk is full): the message says what
+    happened, what on disk is still intact, and what to do. The command line exits with code 1."""

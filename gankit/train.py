@@ -9,8 +9,11 @@ each checkpoint, so a resumed run computes exactly what an uninterrupted one wou
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +26,7 @@ import gankit
 from gankit import checkpoint as ckpt_io
 from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
 from gankit.data import ImageSet, open_dataset
-from gankit.errors import UserError
+from gankit.errors import RunFailed, UserError
 from gankit.images import to_float, to_uint8
 from gankit.losses import LOSSES, Loss, gradient_penalty
 from gankit.models import net_spec, pick_device, sample_latent, steps_for_epochs
@@ -41,6 +44,8 @@ class Progress:
     images_seen: int = 0  # real images shown to D
     seconds: float = 0.0  # training time over all sessions of the run
     best_fid: float | None = None  # lowest FID of the evaluations so far (checkpoints/best.pt holds it)
+    lr_scale: float = 1.0  # learning rates are multiplied by this after rollbacks from divergence
+    rollbacks: int = 0  # how often the run rolled back from NaN/Inf or exploding losses
     permutation: Tensor | None = None
 
 
@@ -49,12 +54,13 @@ def _open_data(cfg: Config) -> ImageSet:
                         image_size=cfg.image_size, channels=cfg.channels)
 
 
-def _lr_lambda(cfg: Config, total_steps: int):
+def lr_factor(cfg: Config, step: int, total_steps: int) -> float:
+    """The learning-rate multiplier at `step` (before any rollback's reduction)."""
     if cfg.lr_decay == "keras-time":
-        return lambda step: 1.0 / (1.0 + cfg.lr_decay_rate * step)  # Keras' `decay` argument
+        return 1.0 / (1.0 + cfg.lr_decay_rate * step)  # Keras' `decay` argument
     if cfg.lr_decay == "linear":
-        return lambda step: max(0.0, 1.0 - step / total_steps)
-    return lambda step: 1.0
+        return max(0.0, 1.0 - step / total_steps)
+    return 1.0
 
 
 class Run:
@@ -80,9 +86,6 @@ class Run:
                                       eps=cfg.adam_eps, **fused)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d),
                                       eps=cfg.adam_eps, **fused)
-        lam = _lr_lambda(cfg, self.total_steps)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lam)
-        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lam)
         self.progress = Progress()
         # The fixed grid latents come from their own generator so they never shift the training RNG.
         grid_rng = torch.Generator().manual_seed(cfg.seed + 1)
@@ -114,10 +117,9 @@ class Run:
             "discriminator": self.d.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict(),
             "progress": {"step": p.step, "epoch": p.epoch, "position": p.position,
-                         "images_seen": p.images_seen, "seconds": p.seconds, "best_fid": p.best_fid},
+                         "images_seen": p.images_seen, "seconds": p.seconds, "best_fid": p.best_fid,
+                         "lr_scale": p.lr_scale, "rollbacks": p.rollbacks},
             "permutation": p.permutation,
             "rng": rng,
             "fixed_z": self.fixed_z,
@@ -128,12 +130,11 @@ class Run:
         self.d.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
         p = state["progress"]
         self.progress = Progress(step=p["step"], epoch=p["epoch"], position=p["position"],
                                  images_seen=p["images_seen"], seconds=p["seconds"],
-                                 best_fid=p.get("best_fid"), permutation=state["permutation"])
+                                 best_fid=p.get("best_fid"), lr_scale=p.get("lr_scale", 1.0),
+                                 rollbacks=p.get("rollbacks", 0), permutation=state["permutation"])
         torch.set_rng_state(state["rng"]["torch"])
         self.data_rng.set_state(state["rng"]["data"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -141,10 +142,59 @@ class Run:
         self.fixed_z = state["fixed_z"]
 
     def save_checkpoint(self) -> Path:
+        """Write a checkpoint; it also becomes the state a divergence rolls back to."""
         path = ckpt_io.checkpoint_path(self.run_dir, self.progress.step)
-        ckpt_io.save_atomic(self.state_dict(), path)
+        state = self.state_dict()
+        try:
+            ckpt_io.save_atomic(state, path)
+        except OSError as exc:
+            raise disk_error(exc, self.run_dir, path.parent) from None
         ckpt_io.prune(self.run_dir, self.cfg.keep_checkpoints)
+        self._good_state = copy.deepcopy(state)
         return path
+
+    # ---------------------------------------------------------------- divergence
+    def _set_learning_rates(self) -> None:
+        factor = lr_factor(self.cfg, self.progress.step, self.total_steps) * self.progress.lr_scale
+        for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+
+    def _divergence(self, d_loss: Tensor, g_loss: Tensor) -> str | None:
+        """Why this step's losses show divergence, or None. The one host sync per step: a NaN
+        must be caught in the step it appears, before it reaches a checkpoint."""
+        losses = torch.stack([d_loss.float(), g_loss.float()]).tolist()
+        for name, value in zip(("d_loss", "g_loss"), losses):
+            if value != value or abs(value) == float("inf"):
+                return f"{name} is {value}"
+            if abs(value) > self.cfg.loss_limit:
+                return f"{name} is {value:.3g}, beyond --loss-limit {self.cfg.loss_limit:g}"
+        return None
+
+    def _roll_back(self, reason: str, metrics_path: Path) -> None:
+        """Return to the last good state with lower learning rates, or stop after too many tries."""
+        cfg, bad_step = self.cfg, self.progress.step
+        rollbacks, scale = self.progress.rollbacks + 1, self.progress.lr_scale * cfg.rollback_lr_factor
+        if rollbacks > cfg.max_rollbacks:
+            raise RunFailed(
+                f"training diverged at step {bad_step} ({reason}) after {cfg.max_rollbacks} rollbacks with "
+                f"learning rates lowered to {self.progress.lr_scale:g}x. The last good checkpoint is intact. "
+                f"Try lower --lr-d/--lr-g, --loss lsgan, --real-label 0.9, or --d-dropout 0.3; "
+                f"--max-rollbacks allows more tries.")
+        self.load_state_dict(copy.deepcopy(self._good_state))
+        self.progress.rollbacks, self.progress.lr_scale = rollbacks, scale
+        good_step = self.progress.step
+        _truncate_metrics(metrics_path, good_step)
+        _remove_samples_after(self.run_dir, good_step)
+        event = {"step": good_step, "event": "rollback", "diverged_at": bad_step, "reason": reason,
+                 "lr_scale": scale, "rollbacks": rollbacks}
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+        message = (f"warning: {reason} at step {bad_step}; rolled back to step {good_step} with learning rates "
+                   f"x{scale:g} (rollback {rollbacks} of at most {cfg.max_rollbacks})")
+        if not self.quiet:
+            from tqdm import tqdm
+            tqdm.write(message)
 
     # ---------------------------------------------------------------- data
     def _next_real_batch(self, images: Tensor) -> Tensor:
@@ -178,7 +228,7 @@ class Run:
             real, fake = torch.where(flip_r, fake, real), torch.where(flip_f, real, fake)
         return real, fake
 
-    def _d_update(self, real: Tensor, stats: dict) -> None:
+    def _d_update(self, real: Tensor, stats: dict) -> Tensor:
         """(1) update D: real images towards "real", G's images towards "fake"."""
         with torch.no_grad():
             fake = self.g(self._latent(real.shape[0]))
@@ -207,8 +257,9 @@ class Run:
             stats["d_acc_real"] += (r > self.loss.threshold).float().mean()
             stats["d_acc_fake"] += (f <= self.loss.threshold).float().mean()
             stats["d_updates"] += 1
+        return loss.detach()
 
-    def _g_update(self, stats: dict) -> None:
+    def _g_update(self, stats: dict) -> Tensor:
         """(2) update G: make D call G's images real. D's weights get no gradients here."""
         self.d.requires_grad_(False)
         fake = self.g(self._latent(self.cfg.batch_size))
@@ -216,6 +267,7 @@ class Run:
         self._step(self.opt_g, loss)
         self.d.requires_grad_(True)
         stats["g_loss"] += loss.detach()
+        return loss.detach()
 
     @staticmethod
     def _step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
@@ -318,25 +370,33 @@ class Run:
             return self.summary()
         if p.step == 0:
             self.sample_grid()  # the noise G starts from
+        self._good_state = copy.deepcopy(self.state_dict())  # what a divergence rolls back to
         previous = self._install_signal_handlers()
         bar = None
         if not self.quiet:
             from tqdm import tqdm
             bar = tqdm(total=self.total_steps, initial=p.step, unit="step", dynamic_ncols=True, smoothing=0.1)
         stats = self._zero_stats()
-        tick_start, tick_steps, tick_images = time.perf_counter(), 0, 0
+        tick_start, tick_images = time.perf_counter(), 0
         stopped_early = False
         deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
         try:
             with open(metrics_path, "a", encoding="utf-8") as metrics_file:
                 while p.step < self.total_steps:
+                    self._set_learning_rates()
                     for _ in range(cfg.d_steps):
-                        self._d_update(self._next_real_batch(images), stats)
-                    self._g_update(stats)
-                    self.sched_g.step()
-                    self.sched_d.step()
+                        d_loss = self._d_update(self._next_real_batch(images), stats)
+                    g_loss = self._g_update(stats)
                     p.step += 1
-                    tick_steps += 1
+                    reason = self._divergence(d_loss, g_loss)
+                    if reason:
+                        self._roll_back(reason, metrics_path)
+                        p = self.progress
+                        stats, tick_start, tick_images = self._zero_stats(), time.perf_counter(), 0
+                        if bar is not None:
+                            bar.n = p.step
+                            bar.refresh()
+                        continue
                     tick_images += cfg.batch_size * cfg.d_steps
                     if time.perf_counter() > deadline:
                         self._stop_requested = True
@@ -369,6 +429,8 @@ class Run:
                     if self._stop_requested:
                         stopped_early = True
                         break
+        except OSError as exc:  # disk full, folder made read-only, ... while logging or drawing
+            raise disk_error(exc, self.run_dir) from None
         finally:
             if bar is not None:
                 bar.close()
@@ -428,6 +490,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
+def _remove_samples_after(run_dir: Path, step: int) -> None:
+    """Sample grids of steps that will be trained again."""
+    for png in (Path(run_dir) / "samples").glob("step_*.png"):
+        if int(png.stem.split("_")[1]) > step:
+            png.unlink()
+
+
 def default_run_dir(preset: str | None) -> Path:
     return Path("runs") / f"{preset or 'custom'}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -446,7 +515,26 @@ def write_run_files(run: Run) -> None:
                         "device": str(run.device)},
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    (run.run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    _write_json_atomic(run.run_dir / "config.json", info)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    """config.json is what --resume reads first: never leave it half-written."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def disk_error(exc: OSError, run_dir: Path, where: Path | None = None) -> RunFailed:
+    """The message for a write that failed: which folder, why, what is intact, what to do."""
+    newest = ckpt_io.latest(run_dir)
+    kept = f"{newest.name} is intact" if newest else "no checkpoint was written yet"
+    return RunFailed(f"cannot write into {where or exc.filename or run_dir} ({exc.strerror or exc}); {kept}. "
+                     f"Free some space or fix the folder's permissions, then continue with: "
+                     f"gankit train --resume {run_dir}")
 
 
 def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False) -> dict:
@@ -456,8 +544,11 @@ def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False
         raise UserError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
                         f"or choose another --out")
     run = Run(cfg, run_dir, preset=preset, quiet=quiet)  # may raise UserError before any file is made
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_files(run)
+    try:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_files(run)
+    except OSError as exc:
+        raise disk_error(exc, run.run_dir) from None
     _announce(run, f"training {run.total_steps} steps")
     return run.fit()
 
@@ -482,23 +573,34 @@ def resume(run_dir: Path, overrides: dict, *, quiet: bool = False) -> dict:
         lines = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in changed.items())
         raise UserError(f"--resume {run_dir}: that run was made with another config ({lines}). "
                         f"Drop those flags to continue it, or start a new run with --out")
-    ckpt = ckpt_io.latest(run_dir)
     run = Run(wanted, run_dir, preset=info.get("preset"), quiet=quiet)
-    if ckpt is None:
-        _announce(run, "no checkpoint yet: starting from step 0")
-    else:
-        state = ckpt_io.load(ckpt)
-        run.load_state_dict(state)
-        _announce(run, f"resuming from {ckpt.name}: step {run.progress.step} of {run.total_steps}")
-    _truncate_metrics(run_dir / "metrics.jsonl", run.progress.step)
-    for png in (run_dir / "samples").glob("step_*.png"):
-        if int(png.stem.split("_")[1]) > run.progress.step:
-            png.unlink()
-    if wanted != saved:
-        info["config"] = wanted.to_dict()
-        info["total_steps"] = run.total_steps
-        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    try:
+        _prepare_resume(run, info, wanted != saved)
+    except OSError as exc:
+        raise disk_error(exc, run_dir) from None
     return run.fit()
+
+
+def _prepare_resume(run: Run, info: dict, config_changed: bool) -> None:
+    """Load the newest intact checkpoint into `run` and tidy what the interrupted process left."""
+    run_dir = run.run_dir
+    for stray in ckpt_io.remove_stray_temporaries(run_dir):
+        print(f"removed {stray.name}: a checkpoint that was being written when the process died", file=sys.stderr)
+    ckpt, state, skipped = ckpt_io.newest_intact(run_dir)
+    for line in skipped:  # always shown: the user should know a checkpoint was damaged
+        print(line, file=sys.stderr)
+    if ckpt is None:
+        _announce(run, "no intact checkpoint: starting from step 0")
+    else:
+        run.load_state_dict(state)
+        why = "the newest intact checkpoint" if skipped else "the newest checkpoint"
+        _announce(run, f"resuming from {ckpt.name} ({why}): step {run.progress.step} of {run.total_steps}")
+    _truncate_metrics(run_dir / "metrics.jsonl", run.progress.step)
+    _remove_samples_after(run_dir, run.progress.step)
+    if config_changed:
+        info["config"] = run.cfg.to_dict()
+        info["total_steps"] = run.total_steps
+        _write_json_atomic(run_dir / "config.json", info)
 
 
 def _announce(run: Run, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,12 @@ def read_arrays(path: str | Path) -> ImageSet:
         raise UserError(f"{path}: expected a .npy or .npz file")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    # MemoryError: numpy allocates the shape the header claims before reading the data,
+    # so a corrupt header asking for terabytes fails here rather than in the data.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as e:
         raise UserError(f"{path}: not a readable {suffix} file ({e})") from None
-    if suffix == ".npy" or isinstance(loaded, np.ndarray):
+    # np.load goes by content, not by name: a zip saved as .npy gives an NpzFile.
+    if isinstance(loaded, np.ndarray):
         x, y, keys = loaded, None, ""
     else:
         with loaded:
@@ -61,7 +65,8 @@ def _from_npz(npz: np.lib.npyio.NpzFile, path: Path) -> tuple[np.ndarray, np.nda
     try:
         x = npz[img_key]
         y = None if lab_key is None else npz[lab_key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as e:
+        # zlib.error: damaged compressed data inside an intact zip; MemoryError: as above.
         raise UserError(f"{path}: cannot read its arrays ({e})") from None
     keys = f" (images {img_key!r}" + (f", labels {lab_key!r})" if lab_key else ", no labels)")
     return x, y, keys
@@ -83,7 +88,7 @@ def to_uint8_nchw(x: np.ndarray, path: Path | str) -> np.ndarray:
         raise UserError(
             f"{path}: images must be [N, H, W], [N, H, W, C] or [N, C, H, W]; got shape {list(x.shape)}"
         )
-    if x.shape[0] == 0:
+    if 0 in x.shape:
         raise UserError(f"{path}: holds no images (shape {list(x.shape)})")
     return np.ascontiguousarray(_to_uint8(x, path))
 
@@ -91,12 +96,14 @@ def to_uint8_nchw(x: np.ndarray, path: Path | str) -> np.ndarray:
 def _to_uint8(x: np.ndarray, path: Path | str) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
-    if np.issubdtype(x.dtype, np.integer):
+    # dtype.kind, not issubdtype(np.integer): numpy counts timedelta64 as an integer type,
+    # but its values are durations that int() cannot take.
+    if x.dtype.kind in "iu":
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:
             raise UserError(f"{path}: integer pixels must be 0..255, found {lo}..{hi}")
         return x.astype(np.uint8)
-    if np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind == "f":
         if not np.isfinite(x).all():
             raise UserError(f"{path}: images contain NaN or infinite values")
         lo, hi = float(x.min()), float(x.max())
@@ -121,10 +128,10 @@ def _labels(y: np.ndarray, n: int, path: Path) -> np.ndarray:
         raise UserError(f"{path}: labels must be a 1-D array, got shape {list(y.shape)}")
     if len(y) != n:
         raise UserError(f"{path}: {len(y)} labels for {n} images")
-    if np.issubdtype(y.dtype, np.floating):
+    if y.dtype.kind == "f":
         if not (np.isfinite(y).all() and (y == np.round(y)).all()):
             raise UserError(f"{path}: labels must be whole numbers")
-    elif not np.issubdtype(y.dtype, np.integer):
+    elif y.dtype.kind not in "iu":  # as for pixels: no bool, timedelta or datetime
         raise UserError(f"{path}: labels must be integers, got dtype {y.dtype}")
     y = y.astype(np.int64)
     if len(y) and y.min() < 0:

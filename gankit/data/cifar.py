@@ -88,12 +88,15 @@ def parse_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     if x is None or y is None:
         keys = ", ".join(repr(k) for k in batch)
         raise UserError(f"{where}: a CIFAR batch needs keys b'data' and b'labels'; it has {keys}")
-    x = np.asarray(x)
-    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != _PIXELS:
-        raise UserError(f"{where}: b'data' must be uint8 [N, {_PIXELS}], got {x.dtype} {list(x.shape)}")
+    if not isinstance(x, np.ndarray):
+        # The real files hold an array; converting arbitrary nested lists could fail
+        # inside numpy (ragged rows) or build a huge object array.
+        raise UserError(f"{where}: b'data' must be a uint8 array, got {type(x).__name__}")
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != _PIXELS or len(x) == 0:
+        raise UserError(f"{where}: b'data' must be uint8 [N, {_PIXELS}], N > 0, got {x.dtype} {list(x.shape)}")
     try:
         y = np.asarray(y, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{where}: b'labels' is not a list of integers") from None
     if len(y) != len(x):
         raise UserError(f"{where}: {len(y)} labels for {len(x)} images")

@@ -29,11 +29,11 @@ def list_images(root: Path) -> tuple[list[tuple[Path, int | None]], list[str] | 
     A folder with sub-folders that contain images is a class folder: each such sub-folder,
     in sorted order, is one class. Otherwise the folder's own images are used, unlabelled.
     """
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    entries = sorted(p for p in _listdir(root) if not p.name.startswith("."))
     loose = [p for p in entries if is_image_file(p)]
     classes = []
     for d in (p for p in entries if p.is_dir()):
-        files = sorted(p for p in d.iterdir() if is_image_file(p))
+        files = sorted(p for p in _listdir(d) if is_image_file(p))
         if files:
             classes.append((d.name, files))
     if not classes:
@@ -45,6 +45,14 @@ def list_images(root: Path) -> tuple[list[tuple[Path, int | None]], list[str] | 
             "into a class sub-folder, or point to a folder that has only one of the two"
         )
     return [(p, i) for i, (_, files) in enumerate(classes) for p in files], [n for n, _ in classes]
+
+
+def _listdir(d: Path) -> list[Path]:
+    """The entries of ``d``; UserError naming it when it cannot be listed (permissions)."""
+    try:
+        return list(d.iterdir())
+    except OSError as e:
+        raise UserError(f"{d}: cannot list the folder: {e.strerror or e}") from None
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -71,8 +79,10 @@ def read_folder(root: str | Path, *, image_size: int | None = None, skip_bad: bo
 
     All images become RGB if any is colour, else grey. They must share one size, unless
     ``image_size`` is given: then each is resized (shorter side, centre crop) as it is read.
-    With ``skip_bad``, unreadable files are skipped and counted in ``source`` instead of
-    raising.
+    Without ``skip_bad`` the first unreadable file raises UserError naming it. With
+    ``skip_bad``, unreadable files are skipped, and ``source`` gives their count and names
+    up to three; but when more than half of the files are unreadable it still raises: that
+    many is a wrong folder or a wrong format, not a few damaged images worth skipping.
     """
     root = Path(root)
     if not root.is_dir():
@@ -87,15 +97,18 @@ def read_folder(root: str | Path, *, image_size: int | None = None, skip_bad: bo
     for path, label in items:
         try:
             arrays.append(read_image(path))
-        except UserError:
+        except UserError as e:
             if not skip_bad:
-                raise
+                raise UserError(f"{e}; to skip unreadable images, pass --skip-bad-images") from None
             bad.append(path)
             continue
         labels.append(label)
         paths.append(path)
-    if not arrays:
-        raise UserError(f"{root}: none of the {len(items)} image files could be read (e.g. {bad[0]})")
+    if len(bad) * 2 > len(items):
+        raise UserError(
+            f"{root}: {len(bad)} of {len(items)} image files are unreadable ({_some(bad)}); "
+            "skipping is only for a few bad files, so check that this is the right folder"
+        )
 
     sizes = {a.shape[1:] for a in arrays}
     if len(sizes) > 1:
@@ -116,7 +129,7 @@ def read_folder(root: str | Path, *, image_size: int | None = None, skip_bad: bo
     source = f"image folder {root} ({len(tensors)} images"
     source += f", {len(class_names)} class sub-folders)" if class_names else ")"
     if bad:
-        source += f"; skipped {len(bad)} unreadable file(s), e.g. {bad[0]}"
+        source += f"; skipped {len(bad)} unreadable file(s): {_some(bad)}"
     return ImageSet(
         images=torch.stack(tensors),
         labels=None if class_names is None else torch.tensor(labels, dtype=torch.int64),
@@ -124,3 +137,8 @@ def read_folder(root: str | Path, *, image_size: int | None = None, skip_bad: bo
         source=source,
         class_names=class_names,
     )
+
+
+def _some(paths: list[Path], n: int = 3) -> str:
+    """Up to ``n`` paths, comma-separated, with "..." when there are more."""
+    return ", ".join(str(p) for p in paths[:n]) + (", ..." if len(paths) > n else "")

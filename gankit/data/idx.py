@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
     if len(data) < header:
         raise UserError(f"{path}: truncated IDX header ({len(data)} bytes, need {header})")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python ints: a corrupt header cannot overflow this
     actual = len(data) - header
     if actual != expected:
         shape = " x ".join(str(d) for d in dims)

@@ -111,6 +111,10 @@ def open_idx_dataset(ds: IdxDataset, splits: list[str], data_dir: str | None, do
         img_path, lab_path = (found[s] for s in SPLIT_FILES[split])
         x = read_idx(img_path, IMAGES_MAGIC)
         y = read_idx(lab_path, LABELS_MAGIC)
+        if 0 in x.shape:
+            # A valid IDX file can say 0 images or 0 x 0 pixels; later steps (resizing,
+            # batching) would then fail far from the file, so refuse it here.
+            raise UserError(f"{img_path}: holds no image data (header says {' x '.join(map(str, x.shape))})")
         if len(x) != len(y):
             raise UserError(
                 f"{lab_path}: has {len(y)} labels but {img_path} has {len(x)} images; "

@@ -104,6 +104,7 @@ def open_dataset(
     image_size: int | None = None,
     channels: int | None = None,
     download: bool = True,
+    skip_bad: bool = False,
 ) -> ImageSet:
     """Open a dataset by registered name, or by path (image folder, ``.npy``/``.npz`` file).
 
@@ -114,6 +115,12 @@ def open_dataset(
     (shorter side, centre crop). ``download`` allows fetching a missing named dataset into
     the cache (``$GANKIT_DATA`` or ``~/.cache/gankit/datasets``). A registered name wins
     over a same-named path; write ``./name`` for the path.
+
+    ``skip_bad`` applies to image folders only: unreadable image files are skipped and
+    counted in ``source`` instead of raising (see :func:`~gankit.data.folder.read_folder`
+    for when too many bad files still raise). Other sources ignore it: they are one file
+    (or a fixed set of files) each, so a bad file is a bad dataset, not a few bad images,
+    and the trainer can pass its flag whatever the source.
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -130,7 +137,7 @@ def open_dataset(
             _refuse_test(name, split)
         ds = entry.open(splits, data_dir, download)
     else:
-        ds = _open_path(spec, split, image_size)
+        ds = _open_path(spec, split, image_size, skip_bad)
     return apply_transforms(ds, classes=classes, image_size=image_size, channels=channels)
 
 
@@ -147,11 +154,11 @@ def _refuse_test(name: str, split: str) -> None:
         )
 
 
-def _open_path(spec: str, split: str, image_size: int | None) -> ImageSet:
+def _open_path(spec: str, split: str, image_size: int | None, skip_bad: bool) -> ImageSet:
     path = Path(spec).expanduser()
     if path.is_dir():
         _refuse_test(spec, split)
-        return dataclasses.replace(read_folder(path, image_size=image_size), name=spec)
+        return dataclasses.replace(read_folder(path, image_size=image_size, skip_bad=skip_bad), name=spec)
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise UserError(

@@ -1,0 +1,139 @@
+"""Faults inside a run: a NaN mid-training, a run that keeps diverging, a full or failing disk."""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import gankit.checkpoint as ckpt_io
+from gankit.cli import main
+from gankit.train import Run
+
+TINY = ["--width", "8", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",
+        "--sample-every-early", "100", "--checkpoint-every", "3", "--sample-grid", "4", "-q"]
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def poison_generator_at(monkeypatch, steps):
+    """Make G's weights NaN just before the G update of each step in `steps` (counted from 1)."""
+    original = Run._g_update
+
+    def g_update(self, stats):
+        if self.progress.step + 1 in steps:
+            steps.discard(self.progress.step + 1) if isinstance(steps, set) else None
+            with torch.no_grad():
+                next(self.g.parameters()).fill_(float("nan"))
+        return original(self, stats)
+
+    monkeypatch.setattr(Run, "_g_update", g_update)
+
+
+def test_nan_rolls_back_lowers_learning_rates_and_finishes(tmp_path, monkeypatch, capsys):
+    poison_generator_at(monkeypatch, {5})
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "8"]) == 0
+    events = [r for r in records(out) if r.get("event") == "rollback"]
+    assert len(events) == 1
+    assert events[0]["step"] == 3 and events[0]["diverged_at"] == 5 and events[0]["lr_scale"] == 0.5
+    assert "nan" in events[0]["reason"]
+    state = ckpt_io.load(ckpt_io.latest(out))
+    assert state["progress"]["step"] == 8 and state["progress"]["rollbacks"] == 1
+    assert state["progress"]["lr_scale"] == 0.5
+    assert all(torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point())
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(0.5 * 2e-4)
+    # the log holds each step once: lines after the rollback point were replaced by the redone steps
+    steps = [r["step"] for r in records(out) if "d_loss" in r]
+    assert steps == list(range(1, 9))
+
+
+def test_run_that_keeps_diverging_stops_with_a_diagnosis(tmp_path, monkeypatch, capsys):
+    poison_generator_at(monkeypatch, range(5, 10_000))  # every step from 5 on
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "20", "--max-rollbacks", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "diverged at step 5" in err and "after 2 rollbacks" in err and "Traceback" not in err
+    assert ckpt_io.load(ckpt_io.latest(out))["progress"]["step"] == 3  # the last good state is on disk
+    assert len([r for r in records(out) if r.get("event") == "rollback"]) == 2
+
+
+def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("format", "").startswith("gankit-checkpoint"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_io.torch, "save", save)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "9"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(out / "checkpoints") in err
+    assert "ckpt_00000003.pt is intact" in err and "--resume" in err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["ckpt_00000003.pt"]  # no temporary left
+    monkeypatch.setattr(ckpt_io.torch, "save", real_save)
+    assert main(["train", "--resume", str(out), "-q"]) == 0
+    assert ckpt_io.load(ckpt_io.latest(out))["progress"]["step"] == 9
+
+
+def _can_mount_tmpfs(path):
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_full_disk_on_a_real_tmpfs(tmp_path, capsys):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _can_mount_tmpfs(disk):
+        pytest.skip("needs root and `mount -t tmpfs` to make a small real disk")
+    try:
+        out = disk / "run"
+        assert main(["train", "--out", str(out), *TINY, "--steps", "3"]) == 0
+        good = ckpt_io.latest(out)
+        with open(disk / "filler", "wb", buffering=0) as f:  # fill what is left of the 4 MB
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        assert main(["train", "--resume", str(out), "--steps", "9", "-q"]) == 1
+        err = capsys.readouterr().err
+        assert "No space left on device" in err and "Traceback" not in err
+        assert ckpt_io.latest(out) == good and ckpt_io.load(good)["progress"]["step"] == 3
+        assert not list((out / "checkpoints").glob("*.tmp"))
+        (disk / "filler").unlink()
+        assert main(["train", "--resume", str(out), "--steps", "9", "-q"]) == 0
+        assert ckpt_io.load(ckpt_io.latest(out))["progress"]["step"] == 9
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_checkpoint_from_an_unknown_format_names_its_version(tmp_path):
+    path = tmp_path / "future.pt"
+    torch.save({"format": "gankit-checkpoint/9", "gankit_version": "9.0.0", "sha256": "", "payload": torch.zeros(1)},
+               path)
+    with pytest.raises(Exception, match="gankit 9.0.0"):
+        ckpt_io.load(path)
+
+
+def test_damaged_checkpoint_fails_its_checksum(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "3"]) == 0
+    path = ckpt_io.latest(out)
+    outer = torch.load(path, weights_only=True)
+    outer["payload"][100] ^= 0xFF  # one flipped byte inside the stored state
+    torch.save(outer, path)
+    with pytest.raises(Exception, match="checksum mismatch"):
+        ckpt_io.load(path)
