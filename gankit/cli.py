@@ -192,6 +192,16 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from gankit.export import export_generator
+    from gankit.sampling import _newest_state
+
+    path, state = _newest_state(args.target)
+    out = export_generator(state, args.out)
+    print(f"wrote {out}/generator.safetensors and generator.json from {path} (step {state['progress']['step']})")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name in PRESETS:
@@ -276,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_evaluator)
+
+    p = sub.add_parser("export", help="write a generator as safetensors + JSON for sharing")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

@@ -37,6 +37,7 @@ class Config:
     classes: tuple[int, ...] = ()  # keep only these labels (seed 002's quick check on one class)
     image_size: int | None = None  # resize + centre-crop to this many pixels; None keeps the data's size
     channels: int | None = None  # 1 = grey, 3 = RGB; None keeps the data's channels
+    skip_bad_images: bool = False  # image folders: skip unreadable files (and count them) instead of stopping
 
     # --- networks ---
     arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan (gankit.nets.ARCHS)

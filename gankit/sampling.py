@@ -13,6 +13,7 @@ from gankit import checkpoint as ckpt_io
 from gankit import viz
 from gankit.config import Config, make_config
 from gankit.errors import UserError
+from gankit.export import is_export, load_export
 from gankit.images import save_png, to_uint8
 from gankit.models import interpolate_latents, net_spec, pick_device, sample_latent
 from gankit.nets import build
@@ -40,16 +41,33 @@ class TrainedGenerator:
 
 
 def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator:
-    """G from a run directory (its newest checkpoint) or a checkpoint file; the EMA copy if there is one."""
-    path, _ = ckpt_io.resolve(target)
-    state = ckpt_io.load(path)
+    """G from a run directory (its newest intact checkpoint), a checkpoint file, or an exported
+    generator (`gankit export`); the EMA copy if there is one."""
+    if is_export(Path(target)):
+        description, weights, path = load_export(Path(target))
+        state = {"config": description["config"], "image_shape": description["image_shape"],
+                 "progress": {"step": description["step"]}, "generator": weights}
+        use_ema = bool(description.get("ema"))
+    else:
+        path, state = _newest_state(target)
+        use_ema = state.get("generator_ema") is not None
     cfg = make_config(state["config"])
     dev = pick_device(device)
     g, _ = build(net_spec(cfg, tuple(state["image_shape"])))
-    use_ema = state.get("generator_ema") is not None
-    g.load_state_dict(state["generator_ema"] if use_ema else state["generator"])
+    g.load_state_dict(state["generator_ema"] if use_ema and "generator_ema" in state else state["generator"])
     g.to(dev).eval()
     return TrainedGenerator(g, cfg, int(state["progress"]["step"]), path, use_ema, dev)
+
+
+def _newest_state(target: str | Path) -> tuple[Path, dict]:
+    """A checkpoint file as given, or a run directory's newest checkpoint that verifies."""
+    path, run_dir = ckpt_io.resolve(target)
+    if Path(target).is_dir():
+        found, state, skipped = ckpt_io.newest_intact(run_dir)
+        if found is None:
+            raise UserError(f"{target}: no intact checkpoint ({'; '.join(skipped)})")
+        return found, state
+    return path, ckpt_io.load(path)
 
 
 def write_images(images: torch.Tensor, out: str | Path, nrow: int | None = None, scale: int = 1) -> str:

@@ -51,7 +51,7 @@ class Progress:
 
 def _open_data(cfg: Config) -> ImageSet:
     return open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, classes=cfg.classes or None,
-                        image_size=cfg.image_size, channels=cfg.channels)
+                        image_size=cfg.image_size, channels=cfg.channels, skip_bad=cfg.skip_bad_images)
 
 
 def lr_factor(cfg: Config, step: int, total_steps: int) -> float:

@@ -192,3 +192,40 @@ def test_max_minutes_stops_with_a_resumable_checkpoint(tmp_path, capsys):
     assert "Continue with: gankit train --resume" in text
     step = load(latest(out))["progress"]["step"]
     assert 1 <= step < 100000
+
+
+def test_folder_with_a_bad_file_stops_or_skips_per_flag(tmp_path, capsys):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    args = ["--dataset", str(folder), "--arch", "mlp", *TINY_MLP, "--steps", "2", "--batch-size", "4"]
+    assert main(["train", "-q", "--out", str(tmp_path / "a"), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "--skip-bad-images" in err
+    assert not (tmp_path / "a").exists()
+    run = train(tmp_path, "b", *args, "--skip-bad-images")
+    info = json.loads((run / "config.json").read_text())
+    assert info["dataset"]["images"] == 20 and "skipped 1" in info["dataset"]["source"]
+
+
+def test_export_to_safetensors_and_sample_from_it(tmp_path):
+    run = train(tmp_path, "run", "--steps", "3")
+    assert main(["export", str(run), "--out", str(tmp_path / "shared")]) == 0
+    desc = json.loads((tmp_path / "shared" / "generator.json").read_text())
+    assert desc["format"] == "gankit-generator/1" and desc["step"] == 3 and desc["image_shape"] == [1, 28, 28]
+    for source, name in ((run, "a.npz"), (tmp_path / "shared", "b.npz"),
+                         (tmp_path / "shared" / "generator.safetensors", "c.npz")):
+        assert main(["sample", str(source), "-n", "6", "--out", str(tmp_path / name), "-q"]) == 0
+    a, b, c = (np.load(tmp_path / n)["images"] for n in ("a.npz", "b.npz", "c.npz"))
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_export_reader_refuses_a_foreign_description(tmp_path, capsys):
+    run = train(tmp_path, "run", "--steps", "2")
+    assert main(["export", str(run), "--out", str(tmp_path / "shared")]) == 0
+    (tmp_path / "shared" / "generator.json").write_text(json.dumps({"format": "other/7", "gankit_version": "7.0"}))
+    assert main(["sample", str(tmp_path / "shared"), "-n", "2", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "gankit 7.0" in capsys.readouterr().err
