@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"gankit {args.command}: stopped: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
+        print(f"gankit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def _kill_trial(i: int, root: Path, env: dict, reference) -> dict:
     Trials 0, 3, 6, ... kill at the moment the k-th checkpoint's temporary file appears (random k);
     the others after a random delay anywhere from right after start to past the end of the run.
     """
-    ref_dir, ref_g, ref_d, ref_seconds = reference
+    _, ref_g, ref_d, ref_seconds = reference
     rng = random.Random(1000 + i)
     run, log = root / f"trial{i:02d}", root / f"trial{i:02d}.log"
     command = ["train", "-q", "--out", str(run), "--steps", str(STEPS), *TINY]
