@@ -429,6 +429,7 @@ class Run:
                     if self._stop_requested:
                         stopped_early = True
                         break
+            self.write_gif()
         except OSError as exc:  # disk full, folder made read-only, ... while logging or drawing
             raise disk_error(exc, self.run_dir) from None
         finally:
@@ -436,10 +437,9 @@ class Run:
                 bar.close()
             for sig, old in previous.items():
                 signal.signal(sig, old)
-        self.write_gif()
-        if stopped_early:
-            self._log(f"stopped at step {p.step} of {self.total_steps}; checkpoint saved. "
-                      f"Continue with: gankit train --resume {self.run_dir}")
+        if stopped_early:  # shown even with -q: a script must learn that the run is not finished
+            print(f"stopped at step {p.step} of {self.total_steps}; checkpoint saved. "
+                  f"Continue with: gankit train --resume {self.run_dir}", flush=True)
         return self.summary()
 
     @staticmethod
