@@ -171,6 +171,15 @@ class Run:
                 return f"{name} is {value:.3g}, beyond --loss-limit {self.cfg.loss_limit:g}"
         return None
 
+    def _nonfinite_weights(self) -> str | None:
+        """Name of a weight or buffer (e.g. a BatchNorm running variance) holding NaN/Inf, or None.
+        The losses catch most divergence; this catches what the losses do not see."""
+        for net_name, net in (("G", self.g), ("D", self.d)):
+            for name, t in list(net.named_parameters()) + list(net.named_buffers()):
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    return f"{net_name}'s {name} holds NaN/Inf"
+        return None
+
     def _roll_back(self, reason: str, metrics_path: Path) -> None:
         """Return to the last good state with lower learning rates, or stop after too many tries."""
         cfg, bad_step = self.cfg, self.progress.step
@@ -420,6 +429,12 @@ class Run:
                     if self.evaluator is not None and (p.step % cfg.eval_every == 0 or p.step == self.total_steps):
                         self.evaluate(metrics_file)
                     if p.step % cfg.checkpoint_every == 0 or p.step == self.total_steps or self._stop_requested:
+                        reason = self._nonfinite_weights()  # never let a NaN into a checkpoint
+                        if reason:
+                            self._roll_back(reason, metrics_path)
+                            p = self.progress
+                            stats, tick_start, tick_images = self._zero_stats(), time.perf_counter(), 0
+                            continue
                         metrics_file.flush()
                         self.save_checkpoint()
                         records = read_metrics(metrics_path)

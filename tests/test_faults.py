@@ -137,3 +137,25 @@ def test_damaged_checkpoint_fails_its_checksum(tmp_path):
     torch.save(outer, path)
     with pytest.raises(Exception, match="checksum mismatch"):
         ckpt_io.load(path)
+
+
+def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_path, monkeypatch):
+    # A running variance is invisible to the training losses (BatchNorm uses batch statistics
+    # there) but would poison every sample drawn in eval mode.
+    original = Run._g_update
+
+    def g_update(self, stats):
+        if self.progress.step + 1 == 5 and not getattr(self, "_poisoned", False):
+            self._poisoned = True
+            bn = next(m for m in self.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+            bn.running_var.fill_(float("nan"))
+        return original(self, stats)
+
+    monkeypatch.setattr(Run, "_g_update", g_update)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "8"]) == 0
+    events = [r for r in records(out) if r.get("event") == "rollback"]
+    assert len(events) == 1 and "running_var" in events[0]["reason"] and events[0]["diverged_at"] == 6
+    for path in (out / "checkpoints").glob("ckpt_*.pt"):
+        state = ckpt_io.load(path)
+        assert all(torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point())
