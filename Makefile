@@ -22,7 +22,7 @@ demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/gankit train --out $(DEMO_DIR)
 	$(BIN)/gankit interpolate $(DEMO_DIR) --out $(DEMO_DIR)/interpolation.gif
-	@echo "open $(DEMO_DIR)/progress.gif, $(DEMO_DIR)/samples/ and $(DEMO_DIR)/losses.png"
+	@echo "open $(DEMO_DIR)/report.html (or progress.gif, samples/, losses.png)"
 
 test: install
 	$(BIN)/python -m pytest

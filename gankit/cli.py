@@ -202,6 +202,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from gankit.report import write_report
+
+    path = write_report(Path(args.run_dir))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from gankit.report import compare_runs
+
+    print(compare_runs([Path(r) for r in args.run_dirs], Path(args.html) if args.html else None))
+    if args.html:
+        print(f"wrote {args.html}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name in PRESETS:
@@ -291,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: samples over time, curves, health, how to resume")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="runs side by side: config differences, steps, time, best scores")
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    p.add_argument("--html", metavar="FILE", help="also write an HTML page with the final grids")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

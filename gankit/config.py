@@ -87,6 +87,8 @@ class Config:
     checkpoint_every: int = 1000  # steps between checkpoints; one is always written at the end
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
+    tensorboard: str = "auto"  # TensorBoard events in RUN/tensorboard: "auto" (when installed), "on", "off"
+    report: bool = True  # refresh RUN/report.html at every checkpoint
 
     # --- when training diverges ---
     max_rollbacks: int = 3  # NaN/Inf or exploding losses: roll back to the last good state this often, then stop
@@ -112,7 +114,7 @@ FIELDS = {f.name: f for f in fields(Config)}
 # may change these; any other difference means the run directory belongs to another config.
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
                               "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
-                              "eval_every", "eval_n", "eval_metrics", "max_rollbacks", "rollback_lr_factor",
+                              "eval_every", "eval_n", "eval_metrics", "tensorboard", "report", "max_rollbacks", "rollback_lr_factor",
                               "loss_limit",
                               "data_dir"})
 
@@ -251,6 +253,7 @@ def validate(cfg: Config) -> Config:
     names = [m.strip() for m in cfg.eval_metrics.split(",") if m.strip()]
     _check(bool(names) and all(m in EVAL_METRICS for m in names), "eval_metrics",
            f"choose from {', '.join(EVAL_METRICS)}")
+    _check(cfg.tensorboard in ("auto", "on", "off"), "tensorboard", "must be auto, on or off")
     _check(cfg.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
     return cfg
 

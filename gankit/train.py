@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -93,6 +94,14 @@ class Run:
         self.data_rng = torch.Generator().manual_seed(cfg.seed)
         self._stop_requested = False
         self.evaluator = self._make_evaluator() if cfg.eval_every else None
+        self.tb = None  # TensorBoardLog while fit() runs, when wanted
+        if cfg.tensorboard == "on":
+            from gankit.tensorboard_log import tensorboard_available
+            if not tensorboard_available():
+                raise UserError("--tensorboard on: the tensorboard package is not installed; "
+                                "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
+        self._last_logits = None
+        self._report_failed = False
 
     def _make_evaluator(self):
         from gankit.metrics.evaluate import Evaluator, parse_metrics
@@ -259,6 +268,7 @@ class Run:
                 loss = loss + self.cfg.gp_weight * gradient_penalty(self.d, real, fake)
             self._step(self.opt_d, loss)
         with torch.no_grad():
+            self._last_logits = (real_logits.detach(), fake_logits.detach())  # for TensorBoard's histograms
             r, f = self.loss.readout(real_logits.detach()), self.loss.readout(fake_logits.detach())
             stats["d_loss"] += loss.detach()
             stats["d_real"] += r.mean()
@@ -288,7 +298,7 @@ class Run:
     def _is_sample_step(self, step: int, epoch_ended: bool) -> bool:
         cfg = self.cfg
         every = cfg.sample_every_early if step <= cfg.sample_early_until else cfg.sample_every
-        return step % every == 0 or epoch_ended or step == self.total_steps
+        return step % every == 0 or epoch_ended or step == self.total_steps or self._stop_requested
 
     def sample_grid(self) -> None:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
@@ -297,8 +307,13 @@ class Run:
         with torch.no_grad():
             images = to_uint8(self.g(self.fixed_z.to(self.device))).cpu()
         self.g.train(was_training)
-        viz.save_grid(images, self.run_dir / "samples" / f"step_{self.progress.step:08d}.png",
-                      scale=2 if self.data.image_shape[1] <= 32 else 1)
+        picture = viz.grid(images, scale=2 if self.data.image_shape[1] <= 32 else 1)
+        path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+        if self.tb is not None:
+            array = torch.from_numpy(np.array(picture))
+            self.tb.image_grid(self.progress.step, array.unsqueeze(0) if array.dim() == 2 else array.permute(2, 0, 1))
 
     def evaluate(self, metrics_file) -> None:
         """Score eval_n images from fixed latents (G in eval mode), log them, keep the best checkpoint."""
@@ -316,6 +331,8 @@ class Run:
                   **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
+        if self.tb is not None:
+            self.tb.scalars(record)
         fid = result.metrics.get("fid")
         if fid is not None and (p.best_fid is None or fid < p.best_fid):
             p.best_fid = fid
@@ -340,6 +357,29 @@ class Run:
         if series:
             viz.line_plot(series, self.run_dir / "eval.png", title="FID during training (lower is better)",
                           xlabel="step")
+
+    def _open_tensorboard(self):
+        from gankit.tensorboard_log import TensorBoardLog, tensorboard_available
+        wanted = self.cfg.tensorboard
+        if wanted == "off" or (wanted == "auto" and not tensorboard_available()):
+            return None
+        # On resume from step S, events the interrupted process wrote after S are dropped (purge_step
+        # drops that step and later, and the log keeps step S itself).
+        return TensorBoardLog(self.run_dir, purge_step=self.progress.step + 1 if self.progress.step else None)
+
+    def refresh_report(self) -> None:
+        """report.html is a view: a bug in drawing it must never stop training."""
+        if not self.cfg.report:
+            return
+        try:
+            from gankit.report import write_report
+            write_report(self.run_dir)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            if not self._report_failed:
+                print(f"warning: could not refresh report.html ({type(exc).__name__}: {exc})", file=sys.stderr)
+            self._report_failed = True
 
     def write_gif(self) -> None:
         frames = sorted((self.run_dir / "samples").glob("step_*.png"))
@@ -377,6 +417,7 @@ class Run:
             self._log(f"already at step {p.step} of {self.total_steps}: nothing to do "
                       f"(raise --steps or --epochs to train further)")
             return self.summary()
+        self.tb = self._open_tensorboard()
         if p.step == 0:
             self.sample_grid()  # the noise G starts from
         self._good_state = copy.deepcopy(self.state_dict())  # what a divergence rolls back to
@@ -417,6 +458,10 @@ class Run:
                         record = self._record(stats, tick_images / max(elapsed, 1e-9))
                         metrics_file.write(json.dumps(record) + "\n")
                         metrics_file.flush()
+                        if self.tb is not None:
+                            self.tb.scalars(record)
+                            if self._last_logits is not None:
+                                self.tb.histograms(p.step, *self._last_logits)
                         stats = self._zero_stats()
                         tick_start, tick_images = time.perf_counter(), 0
                         if bar is not None:
@@ -441,6 +486,7 @@ class Run:
                         viz.plot_training(records, self.run_dir / "losses.png",
                                           title=f"{self.preset or 'custom'} on {self.data.name}")
                         self.plot_metrics(records)
+                        self.refresh_report()
                     if self._stop_requested:
                         stopped_early = True
                         break
@@ -450,6 +496,9 @@ class Run:
         finally:
             if bar is not None:
                 bar.close()
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
             for sig, old in previous.items():
                 signal.signal(sig, old)
         if stopped_early:  # shown even with -q: a script must learn that the run is not finished

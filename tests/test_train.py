@@ -229,3 +229,17 @@ def test_export_reader_refuses_a_foreign_description(tmp_path, capsys):
     (tmp_path / "shared" / "generator.json").write_text(json.dumps({"format": "other/7", "gankit_version": "7.0"}))
     assert main(["sample", str(tmp_path / "shared"), "-n", "2", "--out", str(tmp_path / "x.npz")]) == 2
     assert "gankit 7.0" in capsys.readouterr().err
+
+
+def test_training_writes_tensorboard_events(tmp_path):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                                      reason="the tensorboard package is not installed")
+    run = train(tmp_path, "run", "--steps", "4", "--tensorboard", "on")
+    events = accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0,
+                                                                                  "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss/d", "loss/g", "D/real", "D/fake"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("loss/d")] == [2, 4]
+    assert "samples/fixed_grid" in tags["images"]
+    assert {"D/logits_real", "D/logits_fake"} <= set(tags["histograms"])
