@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import gankit
+from gankit.atomic import atomic_write
 from gankit.errors import UserError
 
 FORMAT = "gankit-checkpoint/1"
@@ -54,20 +53,8 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` so that `path` is either the old file or the complete new one.
 
     An OSError (disk full, read-only folder) leaves the old file and no temporary file behind."""
-    path = Path(path)
     wrapped = _wrap(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(wrapped, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda f: torch.save(wrapped, f), durable=True, mode=0o600)
 
 
 def remove_stray_temporaries(run_dir: Path) -> list[Path]:
@@ -77,20 +64,6 @@ def remove_stray_temporaries(run_dir: Path) -> list[Path]:
     for f in stray:
         f.unlink(missing_ok=True)
     return stray
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def prune(run_dir: Path, keep: int) -> None:

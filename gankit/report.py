@@ -14,7 +14,6 @@ import html
 import io
 import json
 import math
-import os
 import shlex
 import statistics
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from gankit import viz
+from gankit.atomic import atomic_write_text
 from gankit.errors import UserError
 from gankit.train import read_metrics
 
@@ -424,12 +424,7 @@ def render_report(run_dir: Path) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a browser reloading the page never sees half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, text)
 
 
 def write_report(run_dir) -> Path:

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import gankit
 from gankit import checkpoint as ckpt_io
+from gankit.atomic import atomic_write_text
 from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import RunFailed, UserError
@@ -584,12 +584,7 @@ def write_run_files(run: Run) -> None:
 
 def _write_json_atomic(path: Path, data: dict) -> None:
     """config.json is what --resume reads first: never leave it half-written."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def disk_error(exc: OSError, run_dir: Path, where: Path | None = None) -> RunFailed:

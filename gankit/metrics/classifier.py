@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.atomic import atomic_write
 from gankit.data import ImageSet
 from gankit.data.transforms import convert_channels
 from gankit.errors import UserError
@@ -206,18 +206,7 @@ def save_classifier(model: EvalClassifier, path: str | Path, meta: dict) -> None
     }
     _check_meta(meta)
     state = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        # mkstemp makes the file private (0600); weights are meant to be shared and shipped.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f))  # readable by all: weights are shipped
 
 
 def load_classifier(path: str | Path) -> tuple[EvalClassifier, dict]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gankit.atomic import atomic_write
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
 
@@ -114,10 +114,6 @@ def cached_features(real: RealSet, extractor, key_parts: dict, use_cache: bool =
 def _save_npz(path: Path, **arrays) -> None:
     """Atomic write: a crash leaves no half file for the next run to trust."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError:
         pass  # a read-only cache only costs time, never correctness
