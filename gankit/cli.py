@@ -47,19 +47,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                            help=f"{helps.get(name, '')} [default: {shown}]".strip(), **extra)
 
 
-def _length_layers(layers: list[dict]) -> list[dict]:
-    """--steps and --epochs are alternatives: a later layer's one replaces an earlier layer's other."""
-    out = []
-    for i, layer in enumerate(layers):
-        later = {k for lay in layers[i + 1:] for k in lay}
-        layer = dict(layer)
-        if "steps" in later or "epochs" in later:
-            layer.pop("steps", None)
-            layer.pop("epochs", None)
-        out.append(layer)
-    return out
-
-
 def _flag_values(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in FIELDS}
 
@@ -81,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         file_layer = config_mod.load_config_file(args.config) if args.config else {}
         name = args.preset or file_layer.pop("preset", None) or DEFAULT_PRESET
         file_layer.pop("preset", None)
-        cfg = make_config(*_length_layers([preset(name), file_layer, flags]))
+        cfg = make_config(preset(name), file_layer, flags)
         if args.dry_run:
             print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
             return 0

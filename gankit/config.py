@@ -160,9 +160,15 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def make_config(*layers: dict[str, Any]) -> Config:
-    """Build a Config from dicts applied in order (later wins); unknown keys are errors."""
+    """Build a Config from dicts applied in order (later wins); unknown keys are errors.
+
+    steps and epochs are two ways to give the run's length: a layer that sets either replaces
+    both from the layers before it (a preset's epochs give way to a flag's --steps)."""
     values: dict[str, Any] = {}
     for layer in layers:
+        if any(k.replace("-", "_") in ("steps", "epochs") for k in layer):
+            values.pop("steps", None)
+            values.pop("epochs", None)
         for key, value in layer.items():
             name = key.replace("-", "_")
             if name not in FIELDS:

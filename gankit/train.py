@@ -620,11 +620,6 @@ def resume(run_dir: Path, overrides: dict, *, quiet: bool = False) -> dict:
     if not info_path.exists():
         raise UserError(f"--resume {run_dir}: no config.json there; is it a gankit run directory?")
     info = json.loads(info_path.read_text(encoding="utf-8"))
-    # --steps and --epochs are two ways to say the same total: the one given replaces the other.
-    if "steps" in overrides:
-        overrides = {**overrides, "epochs": None}
-    elif "epochs" in overrides:
-        overrides = {**overrides, "steps": None}
     saved = make_config(info["config"])
     wanted = make_config(info["config"], overrides)
     changed = {k: v for k, v in diff(saved, wanted).items() if k not in RESUMABLE_FIELDS}

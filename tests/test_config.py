@@ -80,3 +80,10 @@ def test_bad_toml_names_the_file(tmp_path):
 
 def test_diff_lists_changed_fields():
     assert diff(make_config(), make_config({"lr_g": 1e-3})) == {"lr_g": (2e-4, 1e-3)}
+
+
+def test_a_later_length_replaces_the_earlier_one():
+    cfg = make_config(preset("dcgan"), {"steps": 5})  # the preset gives epochs
+    assert (cfg.steps, cfg.epochs) == (5, None)
+    cfg = make_config({"steps": 7}, {"epochs": 2})
+    assert (cfg.steps, cfg.epochs) == (None, 2)
