@@ -10,8 +10,6 @@ import pickle
 import struct
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +31,9 @@ REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Keep every test off the real system dirs, the real cache and the network."""
+    """Keep every test off the real system dirs and the real cache (conftest blocks the network)."""
     monkeypatch.setattr(locate, "SYSTEM_DIRS", (str(tmp_path / "system"),))
     monkeypatch.setenv(locate.CACHE_ENV, str(tmp_path / "cache"))
-    real_urlopen = urllib.request.urlopen
-
-    def local_only(url, *args, **kwargs):
-        if not str(url).startswith("file:"):
-            raise urllib.error.URLError("network disabled in tests")
-        return real_urlopen(url, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", local_only)
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, *, gz: bool) -> Path:
