@@ -60,7 +60,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError("--resume continues a run with its own config; drop --preset/--config "
                             "(only length and logging flags such as --steps may change)")
         if args.dry_run:
-            info = json.loads((Path(args.resume) / "config.json").read_text(encoding="utf-8"))
+            info_path = Path(args.resume) / "config.json"
+            if not info_path.is_file():
+                raise UserError(f"--resume {args.resume}: no config.json there; is it a gankit run directory?")
+            info = json.loads(info_path.read_text(encoding="utf-8"))
             print(make_config(info["config"], flags).to_json())
             return 0
         summary = train.resume(Path(args.resume), flags, quiet=args.quiet)
@@ -114,10 +117,14 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def _is_image_set(target: Path) -> bool:
-    """An .npz/.npy file or a folder that is not a run directory: images from any tool."""
+    """An .npz/.npy file or a folder that is neither a run directory nor an exported generator:
+    images from any tool."""
+    from gankit.export import is_export
+
     if target.is_file():
         return target.suffix.lower() in (".npz", ".npy")
-    return target.is_dir() and not (target / "config.json").exists() and not (target / "checkpoints").is_dir()
+    return (target.is_dir() and not (target / "config.json").exists() and not (target / "checkpoints").is_dir()
+            and not is_export(target))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

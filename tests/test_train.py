@@ -143,6 +143,7 @@ def test_dry_run_prints_config_and_writes_nothing(tmp_path, capsys):
     (["train", "--config", "missing.toml"], "missing.toml"),
     (["sample", "no-such-run", "--out", "x.png"], "no-such-run"),
     (["train", "--resume", "no-such-run"], "no-such-run"),
+    (["train", "--resume", "no-such-run", "--dry-run"], "no-such-run"),
 ])
 def test_bad_input_exits_2_without_traceback_or_files(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -221,6 +222,8 @@ def test_export_to_safetensors_and_sample_from_it(tmp_path):
         assert main(["sample", str(source), "-n", "6", "--out", str(tmp_path / name), "-q"]) == 0
     a, b, c = (np.load(tmp_path / n)["images"] for n in ("a.npz", "b.npz", "c.npz"))
     assert np.array_equal(a, b) and np.array_equal(a, c)
+    # an exported generator is scored like a run, not mistaken for a folder of images
+    assert main(["eval", str(tmp_path / "shared"), "-n", "50", "--metrics", "fid", "--no-floor"]) == 0
 
 
 def test_export_reader_refuses_a_foreign_description(tmp_path, capsys):
