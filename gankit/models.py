@@ -43,6 +43,21 @@ def interpolate_latents(a: Tensor, b: Tensor, steps: int, dist: str) -> Tensor:
     return torch.where(parallel, a_ + (b_ - a_) * t, out)
 
 
+@torch.no_grad()
+def generate(g: torch.nn.Module, z: Tensor, device: torch.device | str, batch_size: int = 500) -> Tensor:
+    """uint8 images [N, C, H, W] on the CPU for latents z, drawn in batches with G in eval mode
+    (BatchNorm's running statistics, as the seeds' preview code does); G's mode is restored."""
+    from gankit.images import to_uint8
+
+    was_training = g.training
+    g.eval()
+    try:
+        out = [to_uint8(g(chunk.to(device))).cpu() for chunk in z.split(batch_size)]
+    finally:
+        g.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.uint8)
+
+
 def pick_device(name: str) -> torch.device:
     """"auto" -> CUDA if present, then Apple's MPS, else the CPU."""
     if name == "auto":

@@ -14,8 +14,8 @@ from gankit import viz
 from gankit.config import Config, make_config
 from gankit.errors import UserError
 from gankit.export import is_export, load_export
-from gankit.images import save_png, to_uint8
-from gankit.models import interpolate_latents, net_spec, pick_device, sample_latent
+from gankit.images import save_png
+from gankit.models import generate, interpolate_latents, net_spec, pick_device, sample_latent
 from gankit.nets import build
 
 
@@ -33,11 +33,9 @@ class TrainedGenerator:
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, generator=generator)
 
-    @torch.no_grad()
     def images(self, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         """uint8 [N, C, H, W] on the CPU for latents z, drawn in batches."""
-        out = [to_uint8(self.g(chunk.to(self.device))).cpu() for chunk in z.split(batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.uint8)
+        return generate(self.g, z, self.device, batch_size)
 
 
 def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator:

@@ -28,9 +28,9 @@ from gankit.atomic import atomic_write_text
 from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import RunFailed, UserError
-from gankit.images import to_float, to_uint8
+from gankit.images import to_float
 from gankit.losses import LOSSES, Loss, gradient_penalty
-from gankit.models import net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.models import generate, net_spec, pick_device, sample_latent, steps_for_epochs
 from gankit.nets import build, count_params
 from gankit import viz
 
@@ -302,11 +302,7 @@ class Run:
 
     def sample_grid(self) -> None:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
-        was_training = self.g.training
-        self.g.eval()
-        with torch.no_grad():
-            images = to_uint8(self.g(self.fixed_z.to(self.device))).cpu()
-        self.g.train(was_training)
+        images = generate(self.g, self.fixed_z, self.device)
         picture = viz.grid(images, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,12 +316,7 @@ class Run:
         cfg, p = self.cfg, self.progress
         z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
                           generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
-        was_training = self.g.training
-        self.g.eval()
-        with torch.no_grad():
-            images = torch.cat([to_uint8(self.g(chunk.to(self.device))).cpu() for chunk in z.split(500)])
-        self.g.train(was_training)
-        result = self.evaluator.score(images)
+        result = self.evaluator.score(generate(self.g, z, self.device))
         record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(p.seconds, 3),
                   "eval_n": cfg.eval_n, **result.metrics,
                   **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
