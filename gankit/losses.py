@@ -1,4 +1,4 @@
-"""GAN losses as pure functions of D's logits (and, for WGAN-GP, of D itself for the penalty).
+"""GAN losses as pure functions of D's logits (and, for WGAN-GP and R1, of D itself for the penalty).
 
 D always returns raw logits; the seeds' final sigmoid lives here, inside the numerically stable
 `binary_cross_entropy_with_logits` / `softplus`. Targets are tensors so that label smoothing and
@@ -56,6 +56,26 @@ def wgan_fake(fake_logits: Tensor, target: Tensor) -> Tensor:
 
 
 def wgan_g_loss(fake_logits: Tensor) -> Tensor:
+    """G's -E[D(G(z))]: raise the critic's score of its images."""
+    return -fake_logits.mean()
+
+
+def hinge_real(real_logits: Tensor, target: Tensor) -> Tensor:
+    """Hinge loss (Lim & Ye 2017; SNGAN, BigGAN): D's E[relu(1 - D(x))]. No labels: target ignored.
+
+    D stops pushing a real image once its logit passes +1, so the logits stay in a margin
+    instead of growing without bound as the cross-entropy's do.
+    """
+    return F.relu(1.0 - real_logits).mean()
+
+
+def hinge_fake(fake_logits: Tensor, target: Tensor) -> Tensor:
+    """D's E[relu(1 + D(G(z)))]: zero once a fake's logit is below -1. The target is ignored."""
+    return F.relu(1.0 + fake_logits).mean()
+
+
+def hinge_g_loss(fake_logits: Tensor) -> Tensor:
+    """G's -E[D(G(z))], the same as WGAN's (the hinge is on D's side only)."""
     return -fake_logits.mean()
 
 
@@ -72,6 +92,24 @@ def gradient_penalty(d: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, 
     (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
     norms = grad.flatten(1).norm(2, dim=1)
     return ((norms - 1) ** 2).mean()
+
+
+def r1_penalty(d_out_real: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E_x ||grad_x D(x)||^2 on real images only.
+
+    `d_out_real` are D's logits [N] for `real`, and `real` must have had `requires_grad_(True)`
+    before that forward pass (the gradient is taken back through it, not by a second pass).
+    The graph is kept (create_graph=True) so that the penalty's own gradient reaches D's
+    weights. Returns the plain mean; the caller scales it as StyleGAN2 does,
+    loss_D += gamma / 2 * k * r1_penalty(...), where k is the lazy interval (the penalty is
+    computed only every k-th D step, so it is weighted k times to keep its average strength).
+    D must treat the images of a batch independently (no BatchNorm in D in train mode),
+    since the gradient of the summed logits is taken.
+    """
+    if not real.requires_grad:
+        raise ValueError("r1_penalty needs real.requires_grad_(True) set before D's forward pass")
+    (grad,) = torch.autograd.grad(d_out_real.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
 
 
 @dataclass(frozen=True)
@@ -102,4 +140,6 @@ LOSSES: dict[str, Loss] = {
     "minimax": Loss("minimax", bce_real, bce_fake, minimax_g_loss, torch.sigmoid, 0.5),
     "lsgan": Loss("lsgan", lsgan_term, lsgan_term, lsgan_g_loss, _identity, 0.5),
     "wgan-gp": Loss("wgan-gp", wgan_real, wgan_fake, wgan_g_loss, _identity, 0.0, gradient_penalty=True),
+    # The hinge's margins sit at -1 and +1 around a decision boundary at 0: D calls logit > 0 real.
+    "hinge": Loss("hinge", hinge_real, hinge_fake, hinge_g_loss, _identity, 0.0),
 }

@@ -1,11 +1,11 @@
-"""Loss values at known logits, and the WGAN-GP penalty against a hand-computed gradient."""
+"""Loss values at known logits, and the WGAN-GP and R1 penalties against hand-computed gradients."""
 
 import math
 
 import pytest
 import torch
 
-from gankit.losses import LOSSES, gradient_penalty
+from gankit.losses import LOSSES, gradient_penalty, r1_penalty
 
 
 def t(*values):
@@ -85,3 +85,81 @@ def test_gradient_penalty_reaches_critic_weights():
     w = lin.weight.detach()[0]
     want = 2 * (w.norm() - 1) * w / w.norm()
     assert torch.allclose(lin.weight.grad[0], want, atol=1e-5)
+
+
+# --- hinge --------------------------------------------------------------------------------------
+
+def test_hinge_values_by_hand():
+    real, fake = t(2.0, 0.5, -1.0), t(-3.0, -0.25, 1.5)
+    anything = t(0.3, 0.7, 0.9)
+    # real: relu(1 - [2, 0.5, -1]) = [0, 0.5, 2]; fake: relu(1 + [-3, -0.25, 1.5]) = [0, 0.75, 2.5]
+    hinge = LOSSES["hinge"]
+    assert hinge.real_term(real, anything).item() == pytest.approx(2.5 / 3)
+    assert hinge.fake_term(fake, anything).item() == pytest.approx(3.25 / 3)
+    assert hinge.d_loss(real, fake, anything, anything).item() == pytest.approx(5.75 / 3)
+    assert hinge.g_loss(fake).item() == pytest.approx(-(-3.0 - 0.25 + 1.5) / 3)
+
+
+def test_hinge_d_stops_pushing_beyond_the_margin():
+    real = torch.tensor([1.5, 0.5], requires_grad=True)
+    fake = torch.tensor([-1.5, -0.5], requires_grad=True)
+    LOSSES["hinge"].d_loss(real, fake, torch.ones(2), torch.zeros(2)).backward()
+    # Only the logits inside the margin get a gradient, -1/N for real and +1/N for fake.
+    assert real.grad.tolist() == [0.0, -0.5] and fake.grad.tolist() == [0.0, 0.5]
+
+
+def test_hinge_readout_is_the_raw_score_with_threshold_zero():
+    hinge = LOSSES["hinge"]
+    logits = t(-0.5, 0.0, 2.0)
+    assert torch.equal(hinge.readout(logits), logits) and hinge.threshold == 0.0
+    assert (hinge.readout(logits) > hinge.threshold).tolist() == [False, False, True]
+    assert not hinge.gradient_penalty
+
+
+# --- R1 -----------------------------------------------------------------------------------------
+
+def test_r1_of_a_linear_d_is_the_squared_weight_norm():
+    # D(x) = <w, x> + b: grad_x D = w at every x, so the penalty is ||w||^2 = 9 + 16 + 144 = 169.
+    w = torch.tensor([3.0, 4.0, 12.0], dtype=torch.float64)
+    real = torch.randn(7, 3, dtype=torch.float64).requires_grad_(True)
+    logits = real @ w + 0.5
+    assert r1_penalty(logits, real).item() == pytest.approx(169.0, rel=1e-12)
+
+
+def test_r1_of_a_quadratic_d_by_hand():
+    # D(x) = sum_j a_j x_j^2: grad = 2 a x, so the penalty is mean_i sum_j 4 a_j^2 x_ij^2.
+    a = torch.tensor([[[0.5, -1.0], [2.0, 0.0]]], dtype=torch.float64)  # images [1, 2, 2]
+    real = torch.tensor([[[[1.0, 2.0], [-1.0, 3.0]]], [[[0.0, -0.5], [0.25, 1.0]]]],
+                        dtype=torch.float64).requires_grad_(True)  # [2, 1, 2, 2]
+    logits = (a * real ** 2).flatten(1).sum(1)
+    by_hand = ((4 * 0.25 * 1 + 4 * 1 * 4 + 4 * 4 * 1 + 0)  # image 0
+               + (0 + 4 * 1 * 0.25 + 4 * 4 * 0.0625 + 0)) / 2  # image 1
+    assert r1_penalty(logits, real).item() == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_r1_gradient_reaches_d_weights():
+    # For D(x) = <w, x>, R1 = ||w||^2, whose gradient in w is 2w.
+    lin = torch.nn.Linear(5, 1)
+    real = torch.randn(6, 5).requires_grad_(True)
+    r1_penalty(lin(real).squeeze(1), real).backward()
+    torch.testing.assert_close(lin.weight.grad, 2 * lin.weight.detach())
+    assert lin.bias.grad is None or not lin.bias.grad.any()
+
+
+def test_r1_through_a_conv_d_is_finite_and_trains():
+    torch.manual_seed(0)
+    conv, out = torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(4 * 6 * 6, 1)
+    d = torch.nn.Sequential(conv, torch.nn.Softplus(), torch.nn.Flatten(), out)
+    real = torch.randn(3, 1, 8, 8).requires_grad_(True)
+    penalty = r1_penalty(d(real).flatten(), real)
+    penalty.backward()
+    assert torch.isfinite(penalty) and penalty > 0
+    # Every weight shapes grad_x D; the last bias does not (it shifts D by a constant).
+    assert all(p.grad.abs().sum() > 0 for p in (conv.weight, conv.bias, out.weight))
+    assert out.bias.grad is None or not out.bias.grad.any()
+
+
+def test_r1_without_requires_grad_says_what_to_do():
+    real = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="requires_grad_"):
+        r1_penalty(real.sum(1), real)

@@ -68,7 +68,8 @@ def test_d_returns_raw_logits(arch):
         last_weighted(d).bias -= 10.0
         down = d(x)
     torch.testing.assert_close(up - base, torch.full_like(base, 5.0))
-    assert up.max() > 1.0 and down.min() < 0.0
+    # Outside [0, 1] on one side at least (resnet's summed features start far from 0).
+    assert up.max() > 1.0 or down.min() < 0.0
 
 
 @pytest.mark.parametrize("arch, shape", CASES, ids=shape_id)
@@ -146,7 +147,7 @@ def test_dropout_follows_d_activations(arch):
     assert not any(isinstance(m, nn.Dropout) for m in d_plain.modules())
 
 
-@pytest.mark.parametrize("arch", ["mlp", "dcgan-small", "infogan", "dcgan"])
+@pytest.mark.parametrize("arch", ["mlp", "dcgan-small", "infogan", "dcgan", "resnet"])
 def test_bn_settings_reach_every_batchnorm(arch):
     # Keras BatchNormalization() defaults (seed 004): momentum 0.99 -> PyTorch 0.01, eps 1e-3.
     g, d = build(tiny(arch, bn_momentum=0.01, bn_eps=1e-3))
@@ -239,7 +240,7 @@ def test_same_seed_same_nets():
 # --- user errors ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec, fix", [
-    (NetSpec("resnet", GREY_28), "--arch"),
+    (NetSpec("stylegan", GREY_28), "--arch"),
     (NetSpec("dcgan", (1, 28, 32)), "--image-size"),
     (NetSpec("mlp", (2, 28, 28)), "--channels"),
     (NetSpec("mlp", (1, 28)), "--image-size"),
@@ -267,7 +268,7 @@ def test_conv_archs_ignore_mlp_widths():
 
 def test_unknown_arch_lists_the_archs():
     with pytest.raises(UserError) as err:
-        build(NetSpec("resnet", GREY_28))
+        build(NetSpec("stylegan", GREY_28))
     assert all(name in str(err.value) for name in ARCHS)
     assert [name for name, _ in describe_archs()] == list(ARCHS)
 

@@ -3,10 +3,13 @@
     from gankit.nets import NetSpec, build
     G, D = build(NetSpec("dcgan", (3, 64, 64), width=64))
 
-Families: mlp.py (seeds 000-002), dcgan_small.py (seed 004), infogan.py (seed 003) and
-dcgan.py (Radford et al.). registry.py holds the table and `build`; spec.py the NetSpec and
-its checks; init.py the weight-init schemes; layers.py the pieces the families share.
-Every G ends in tanh; every D returns raw logits [N] (the sigmoid lives in the loss).
+Families: mlp.py (seeds 000-002), dcgan_small.py (seed 004), infogan.py (seed 003),
+dcgan.py (Radford et al.) and resnet.py (SNGAN, Miyato et al.). registry.py holds the table and
+`build`; spec.py the NetSpec and its checks; init.py the weight-init schemes; layers.py the
+pieces the families share; spectral.py spectral normalisation; conditional.py class conditioning.
+Every G ends in tanh; every D returns raw logits [N] (the sigmoid lives in the loss), except an
+ACGAN D, which returns (logits [N], class_logits [N, num_classes]). Nets are called as
+G(z, y=None) and D(x, y=None), y the class labels of a conditional net.
 """
 
 from gankit.nets.registry import ARCHS, ArchEntry, build, count_params, describe_archs

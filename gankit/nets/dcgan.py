@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.nets.layers import batchnorm2d, d_dropout, to_logits
+from gankit.nets.layers import UnconditionalNet, batchnorm2d, d_dropout, to_logits
 from gankit.nets.spec import NetSpec
 
 BASES = (4, 7)  # 4 is the paper's 64 px net; 7 gives the 28 px MNIST sizes
@@ -32,7 +32,7 @@ def supported_sides(up_to: int = 256) -> list[int]:
     return [s for s in range(1, up_to + 1) if factor(s)]
 
 
-class DCGANGenerator(nn.Sequential):
+class DCGANGenerator(UnconditionalNet):
     """z [N, latent_dim] -> ConvT(b x b)->BN->ReLU -> (ConvT 4/2/1->BN->ReLU) x (k-1) -> ConvT -> tanh."""
 
     def __init__(self, spec: NetSpec):
@@ -53,7 +53,7 @@ class DCGANGenerator(nn.Sequential):
         self.latent_dim = spec.latent_dim
 
 
-class DCGANDiscriminator(nn.Sequential):
+class DCGANDiscriminator(UnconditionalNet):
     """x -> Conv 4/2/1->LReLU -> (Conv 4/2/1->BN->LReLU) x (k-1) -> Conv(b x b) -> [N] logits."""
 
     def __init__(self, spec: NetSpec):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.nets.layers import batchnorm1d, batchnorm2d, check_multiple_of, d_dropout, scaled, to_logits
+from gankit.nets.layers import (UnconditionalNet, batchnorm1d, batchnorm2d, check_multiple_of, d_dropout,
+                                 scaled, to_logits)
 from gankit.nets.spec import NetSpec
 
 # Seed 004's D: LeakyReLU(alpha=0.2) after every hidden layer.
@@ -27,7 +28,7 @@ def _down(c_in: int, c_out: int) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 5, stride=2, padding=2)
 
 
-class DCGANSmallGenerator(nn.Sequential):
+class DCGANSmallGenerator(UnconditionalNet):
     """z -> Dense->ReLU->BN (x2) -> reshape to H/4 x W/4 -> ConvT->ReLU->BN -> ConvT -> tanh.
 
     The seed puts BatchNorm after the ReLU (FC => RELU => BN), unlike the DCGAN paper.
@@ -48,7 +49,7 @@ class DCGANSmallGenerator(nn.Sequential):
         self.latent_dim = spec.latent_dim
 
 
-class DCGANSmallDiscriminator(nn.Sequential):
+class DCGANSmallDiscriminator(UnconditionalNet):
     """x -> Conv(s2)->LReLU (x2) -> flatten -> Dense->LReLU -> Dense(1) -> [N] logits."""
 
     def __init__(self, spec: NetSpec):

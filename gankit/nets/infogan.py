@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.nets.layers import batchnorm1d, batchnorm2d, check_multiple_of, d_dropout, scaled, to_logits
+from gankit.nets.layers import (UnconditionalNet, batchnorm1d, batchnorm2d, check_multiple_of, d_dropout,
+                                 scaled, to_logits)
 from gankit.nets.spec import NetSpec
 
 # Seed 003's D uses LeakyReLU with PyTorch's default slope, 0.01 (not the 0.2 of the others).
@@ -24,7 +25,7 @@ def _d_side(n: int) -> int:
     return n
 
 
-class InfoGANGenerator(nn.Sequential):
+class InfoGANGenerator(UnconditionalNet):
     """z -> Linear->ReLU->BN (x2) -> reshape to H/4 x W/4 -> ConvT->ReLU->BN -> ConvT -> tanh."""
 
     def __init__(self, spec: NetSpec):
@@ -41,7 +42,7 @@ class InfoGANGenerator(nn.Sequential):
         self.latent_dim = spec.latent_dim
 
 
-class InfoGANDiscriminator(nn.Sequential):
+class InfoGANDiscriminator(UnconditionalNet):
     """x -> (Conv5x5 -> LReLU(0.01) -> MaxPool2) x2 -> Linear->LReLU -> Linear(1) -> [N] logits.
 
     Dropout, when asked for, follows each pool rather than sitting between activation and

@@ -26,6 +26,9 @@ def init_weights(module: nn.Module, scheme: str) -> None:
       of Linear and ConvTranspose2d only; biases and Conv2d layers keep PyTorch's defaults.
     - "dcgan": Radford et al. 2015, as in pytorch/examples dcgan: conv, transposed-conv and
       linear weights N(0, 0.02), BatchNorm weight N(1, 0.02) and bias 0.
+
+    Embeddings and BatchNorms without their own weight (class-conditional BN, whose per-class
+    gain and bias start at 1 and 0) keep what their net gave them.
     """
     if scheme not in INIT_SCHEMES:
         raise UserError(f"unknown --init {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
@@ -39,7 +42,7 @@ def init_weights(module: nn.Module, scheme: str) -> None:
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, _BATCHNORM):
+            elif isinstance(m, _BATCHNORM) and m.affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         elif scheme == "xavier":
@@ -52,6 +55,6 @@ def init_weights(module: nn.Module, scheme: str) -> None:
                 # bias, up to 1/sqrt(fan_in), would swamp the 0.02-scale weights, so zero it.
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, _BATCHNORM):
+            elif isinstance(m, _BATCHNORM) and m.affine:
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)

@@ -1,14 +1,30 @@
-"""Small pieces the network families share: channel scaling, BN/dropout from the spec, size checks."""
+"""Small pieces the network families share: the call convention, channel scaling, BN/dropout from
+the spec, size checks."""
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from gankit.errors import UserError
 from gankit.nets.spec import NetSpec
 
 # The conv tutorials' nets are written for 64 base channels; `width` scales them from there.
 SEED_WIDTH = 64
+
+
+class UnconditionalNet(nn.Sequential):
+    """An unconditional G or D written as a flat list of layers, called like every net here:
+    G(z, y=None) -> images, D(x, y=None) -> logits [N].
+
+    It has no use for labels, so y is ignored (a training loop may pass them whatever the net);
+    `num_classes` and `aux_classes` are 0 to say so.
+    """
+
+    num_classes = 0  # labels G and D take (0: none)
+    aux_classes = 0  # classes D also predicts, ACGAN style (0: D returns only its logits)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return super().forward(x)
 
 
 def scaled(channels: int, width: int) -> int:

@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from gankit.nets.layers import batchnorm1d, d_dropout, to_logits
+from gankit.nets.layers import UnconditionalNet, batchnorm1d, d_dropout, to_logits
 from gankit.nets.spec import NetSpec
 
 # Seed 000's widths: G 256-512-1024, D 512-256 (seed 001 uses D 1024-512-256, seed 002 also
@@ -21,7 +21,7 @@ DEFAULT_D_WIDTHS = (512, 256)
 LEAKY_SLOPE = 0.2
 
 
-class MLPGenerator(nn.Sequential):
+class MLPGenerator(UnconditionalNet):
     """z [N, latent_dim] -> hidden Linear layers -> Linear(C*H*W) -> tanh -> [N, C, H, W].
 
     `g_batchnorm` places BatchNorm1d: "post" = Linear->LReLU->BN on every hidden layer
@@ -46,7 +46,7 @@ class MLPGenerator(nn.Sequential):
         self.latent_dim = spec.latent_dim
 
 
-class MLPDiscriminator(nn.Sequential):
+class MLPDiscriminator(UnconditionalNet):
     """x [N, C, H, W] -> flatten -> (Linear -> LReLU(0.2) [-> Dropout]) per width -> Linear(1) -> [N]."""
 
     def __init__(self, spec: NetSpec):

@@ -7,18 +7,23 @@ from typing import Callable, NamedTuple
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.nets import dcgan, dcgan_small, infogan, mlp
+from gankit.nets import conditional, dcgan, dcgan_small, infogan, mlp, resnet
 from gankit.nets.init import init_weights
 from gankit.nets.spec import NetSpec, validate_spec
+from gankit.nets.spectral import apply_spectral_norm
 
 
 class ArchEntry(NamedTuple):
-    """One network family: how to build it, what it is, its own init, which image sizes it takes."""
+    """One network family: how to build it, what it is, its own init, which image sizes it takes,
+    and whether its builder makes class-conditional nets itself."""
 
     builder: Callable[[NetSpec], tuple[nn.Module, nn.Module]]
     description: str
     default_init: str  # the init the family's tutorial used; NetSpec.init="default" picks it
     check_shape: Callable[[tuple[int, int, int]], None]  # raises UserError naming --image-size
+    # True: the builder honours NetSpec.conditioning itself. False: it builds unconditional flat
+    # nets and `build` makes them conditional with gankit/nets/conditional.py's wrappers.
+    own_conditioning: bool = False
 
 
 ARCHS: dict[str, ArchEntry] = {
@@ -30,6 +35,8 @@ ARCHS: dict[str, ArchEntry] = {
                          "sides multiple of 4, >= 16", "xavier", infogan.check_shape),
     "dcgan": ArchEntry(dcgan.build, "Radford et al. DCGAN, all-conv (pytorch/examples); "
                        "square, 4*2^k or 7*2^k px", "dcgan", dcgan.check_shape),
+    "resnet": ArchEntry(resnet.build, "ResNet of SNGAN (Miyato et al.; SNGAN is it with "
+                        "--spectral-norm); square 28, 32 or 64 px", "keras", resnet.check_shape, own_conditioning=True),
 }
 
 
@@ -47,7 +54,12 @@ def build(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     """Check `spec`, then build and initialise (G, D).
 
     G maps z [N, latent_dim] to images [N, C, H, W] in [-1, 1]; D maps images to raw logits
-    [N]. Both carry an `arch` attribute; G also `latent_dim`. Raises UserError, before any
+    [N]. Both are called as G(z, y=None) and D(x, y=None): y, the class labels [N], is needed
+    when spec.conditioning is not "none" and ignored otherwise; an "acgan" D returns
+    (logits [N], class_logits [N, num_classes]) instead (gankit/nets/conditional.py). Both carry
+    `arch` and `num_classes` (0: unconditional); G also `latent_dim`, D `aux_classes` (the
+    classes it predicts; 0 unless acgan). With spec.spectral_norm, D's conv, linear and
+    embedding layers are spectrally normalised, after the init. Raises UserError, before any
     module is made, for a spec no net can honour.
     """
     if spec.arch not in ARCHS:
@@ -55,9 +67,15 @@ def build(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     validate_spec(spec)
     entry = ARCHS[spec.arch]
     entry.check_shape(tuple(spec.image_shape))
-    g, d = entry.builder(spec)
+    if spec.conditioning == "none" or entry.own_conditioning:
+        g, d = entry.builder(spec)
+    else:
+        g, d = conditional.build_wrapped(spec, entry.builder)
     scheme = entry.default_init if spec.init == "default" else spec.init
     for net in (g, d):
         init_weights(net, scheme)
         net.arch = spec.arch
+    if spec.spectral_norm:
+        # After the init: re-initialising a normalised weight would write into a computed copy.
+        apply_spectral_norm(d)
     return g, d

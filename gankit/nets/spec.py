@@ -8,6 +8,8 @@ from gankit.errors import UserError
 from gankit.nets.init import INIT_SCHEMES
 
 G_BATCHNORM_PLACEMENTS = ("none", "post", "pre")
+# "projection": Miyato & Koyama 2018; "acgan": Odena et al. 2017 (D also classifies its input).
+CONDITIONINGS = ("none", "projection", "acgan")
 
 
 @dataclass(frozen=True)
@@ -15,7 +17,12 @@ class NetSpec:
     """What to build: the arch, the image shape and the knobs the tutorial presets turn.
 
     Fields the arch does not use are ignored (`width` by `mlp`; `g_widths`, `d_widths` and
-    `g_batchnorm` by the conv families), so a preset's MLP widths do not stop `--arch dcgan`.
+    `g_batchnorm` by the conv families; `d_dropout` by `resnet`), so a preset's MLP widths do
+    not stop `--arch dcgan`.
+
+    Class-conditional nets: `conditioning` other than "none" with `num_classes` >= 1 makes G
+    take labels, G(z, y), and D judge (image, label) pairs, D(x, y); see gankit/nets/conditional.py
+    for how each arch does it. `num_classes` is ignored while `conditioning` is "none".
     """
 
     arch: str  # key of ARCHS
@@ -30,6 +37,9 @@ class NetSpec:
     bn_eps: float = 1e-5
     d_dropout: float = 0.0  # dropout after each hidden activation of D
     init: str = "default"  # "default" (the arch's own) or one of INIT_SCHEMES
+    num_classes: int = 0  # classes of the labels y; 0 = unconditional
+    conditioning: str = "none"  # one of CONDITIONINGS
+    spectral_norm: bool = False  # spectrally normalise every conv/linear/embedding layer of D
 
 
 def flag(field: str) -> str:
@@ -66,3 +76,13 @@ def validate_spec(spec: NetSpec) -> None:
         raise UserError(f"--d-dropout must be in [0, 1), got {spec.d_dropout}")
     if spec.init != "default" and spec.init not in INIT_SCHEMES:
         raise UserError(f"unknown --init {spec.init!r}; choose default, {', '.join(INIT_SCHEMES)}")
+    if not isinstance(spec.spectral_norm, bool):
+        raise UserError(f"--spectral-norm is on or off (True/False), got {spec.spectral_norm!r}")
+    if spec.conditioning not in CONDITIONINGS:
+        raise UserError(f"unknown --conditioning {spec.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+    if isinstance(spec.num_classes, bool) or not isinstance(spec.num_classes, int) or spec.num_classes < 0:
+        raise UserError(f"{flag('num_classes')} must be a whole number >= 0 (0 = unconditional), "
+                        f"got {spec.num_classes!r}")
+    if spec.conditioning != "none" and spec.num_classes < 1:
+        raise UserError(f"--conditioning {spec.conditioning} needs class labels, but the number of classes "
+                        f"is 0: use a labelled dataset (or pass {flag('num_classes')}), or --conditioning none")
