@@ -213,6 +213,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gankit import bench
+
+    names = [n.strip() for n in args.presets.split(",") if n.strip()] if args.presets else list(PRESETS)
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise UserError(f"--presets: unknown {', '.join(unknown)}; `gankit presets` lists them")
+    if args.seconds <= 0 or args.rounds < 1 or args.warmup < 1 or (args.threads is not None and args.threads < 1):
+        raise UserError("--seconds must be > 0 and --rounds, --warmup, --threads at least 1")
+    import torch
+    report = bench.run_benchmark(names, dataset=args.dataset, device=args.device, seconds=args.seconds,
+                                 rounds=args.rounds, warmup=args.warmup, compile=args.compile,
+                                 threads=args.threads or torch.get_num_threads(),
+                                 progress=(lambda _: None) if args.quiet else print)
+    print(bench.format_table(report))
+    if args.json:
+        bench.write_json(report, Path(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name in PRESETS:
@@ -311,6 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     p.add_argument("--html", metavar="FILE", help="also write an HTML page with the final grids")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("bench", help="training and sampling speed of each preset here, beside a plain PyTorch loop",
+                       description="Times gankit's training step against a tutorial-style loop (DataLoader, "
+                                   "float32, .item() each step) on the same nets and data, in turns; counts "
+                                   "FLOPs per image and compares them with this machine's matmul rate.")
+    p.add_argument("--presets", help="comma-separated (default: all)")
+    p.add_argument("--dataset", default="mnist-5k", help="images to train on (default: the embedded mnist-5k)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of one timed turn (default 4)")
+    p.add_argument("--rounds", type=int, default=3, help="turns per contender (default 3)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--compile", action="store_true", help="also time gankit with --compile")
+    p.add_argument("--json", metavar="PATH", help="also write the results here")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

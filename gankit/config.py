@@ -23,6 +23,7 @@ G_BATCHNORMS = ("none", "post", "pre")
 INITS = ("default", "pytorch", "keras", "xavier", "dcgan")
 SPLITS = ("train", "test", "train+test")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_METRICS = ("fid", "kid", "pr", "coverage", "classes", "is")
 
 
@@ -61,6 +62,7 @@ class Config:
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 at the last step
     d_steps: int = 1  # D updates per G update (WGAN-GP uses 5)
     d_split_update: bool = False  # update D on the real and the fake batch separately, as Keras' train_on_batch twice (seed 000)
+    reuse_fakes: bool = True  # G's step scores the fakes D just saw (pytorch/examples); false draws new noise (Keras seeds)
 
     # --- optimisers ---
     lr_g: float = 2e-4
@@ -87,6 +89,9 @@ class Config:
     checkpoint_every: int = 1000  # steps between checkpoints; one is always written at the end
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
+    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 where the device multiplies bf16 natively
+    compile: bool = False  # torch.compile G and D (falls back to eager, with a warning, where it cannot)
+    channels_last: bool = False  # NHWC memory layout for conv nets (helps tensor cores on GPUs)
     tensorboard: str = "auto"  # TensorBoard events in RUN/tensorboard: "auto" (when installed), "on", "off"
     report: bool = True  # refresh RUN/report.html at every checkpoint
 
@@ -116,7 +121,7 @@ RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "s
                               "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
                               "eval_every", "eval_n", "eval_metrics", "tensorboard", "report", "max_rollbacks", "rollback_lr_factor",
                               "loss_limit",
-                              "data_dir"})
+                              "data_dir", "precision", "compile", "channels_last"})
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -261,6 +266,7 @@ def validate(cfg: Config) -> Config:
            f"choose from {', '.join(EVAL_METRICS)}")
     _check(cfg.tensorboard in ("auto", "on", "off"), "tensorboard", "must be auto, on or off")
     _check(cfg.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+    _check(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
     return cfg
 
 

@@ -20,6 +20,7 @@ PRESETS: dict[str, dict] = {
         "latent_dim": 100,
         "latent_dist": "uniform",
         "init": "keras",
+        "reuse_fakes": False,  # as seed 004
         **_KERAS_BN,
         "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5,
         "batch_size": 128,
@@ -38,6 +39,7 @@ PRESETS: dict[str, dict] = {
         "init": "keras",
         "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5, "adam_eps": 1e-7,
         "d_split_update": True,  # train_on_batch(real) then train_on_batch(fake): two D updates
+        "reuse_fakes": False,  # combined.train_on_batch(noise, valid) draws new noise for G's step
         "batch_size": 128,
         "steps": 100_000,  # the tutorial's "epochs=100000" are iterations of one batch
         "sample_every": 10_000,
@@ -50,6 +52,7 @@ PRESETS: dict[str, dict] = {
         "g_widths": (256, 512, 1024),
         "d_widths": (1024, 512, 256),
         "g_batchnorm": "pre",
+        "reuse_fakes": True,  # one GradientTape step computes both losses on the same fakes
         **_KERAS_BN,
         "init": "keras",
         "lr_g": 1e-4, "lr_d": 1e-4, "beta1_g": 0.9, "beta1_d": 0.9, "adam_eps": 1e-7,
@@ -78,6 +81,7 @@ PRESETS: dict[str, dict] = {
         "arch": "infogan",
         "latent_dim": 96,
         "loss": "lsgan",
+        "reuse_fakes": False,  # each sess.run of G's train step samples its own noise
         "init": "xavier",
         "lr_g": 1e-3, "lr_d": 1e-3, "beta1_g": 0.5, "beta1_d": 0.5,
         "batch_size": 128,
@@ -90,6 +94,7 @@ PRESETS: dict[str, dict] = {
         "arch": "dcgan-small",
         "latent_dim": 100,
         "latent_dist": "uniform",  # np.random.uniform(-1, 1)
+        "reuse_fakes": False,  # gan.train_on_batch(fakeLabels...) on new noise
         "init": "keras",
         **_KERAS_BN,
         "lr_g": 2e-4, "lr_d": 2e-4, "beta1_g": 0.5, "beta1_d": 0.5, "adam_eps": 1e-7,

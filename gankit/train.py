@@ -29,8 +29,8 @@ from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
-from gankit.losses import LOSSES, Loss, gradient_penalty
 from gankit.models import generate, net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.step import GANStep
 from gankit.nets import build, count_params
 from gankit import viz
 
@@ -81,12 +81,13 @@ class Run:
         self.g, self.d = build(net_spec(cfg, self.data.image_shape))
         self.g.to(self.device)
         self.d.to(self.device)
-        self.loss: Loss = LOSSES[cfg.loss]
-        fused = {"foreach": True}
+        # foreach Adam: one kernel per tensor group rather than per parameter (the fused variant is
+        # CUDA-only for some dtypes and no faster on CPU for nets this size).
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g),
-                                      eps=cfg.adam_eps, **fused)
+                                      eps=cfg.adam_eps, foreach=True)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d),
-                                      eps=cfg.adam_eps, **fused)
+                                      eps=cfg.adam_eps, foreach=True)
+        self.gan_step = GANStep(cfg, self.g, self.d, self.opt_g, self.opt_d, self.device)
         self.progress = Progress()
         # The fixed grid latents come from their own generator so they never shift the training RNG.
         grid_rng = torch.Generator().manual_seed(cfg.seed + 1)
@@ -100,7 +101,6 @@ class Run:
             if not tensorboard_available():
                 raise UserError("--tensorboard on: the tensorboard package is not installed; "
                                 "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
-        self._last_logits = None
         self._report_failed = False
 
     def _make_evaluator(self):
@@ -227,72 +227,18 @@ class Run:
         p.images_seen += b
         return to_float(images.index_select(0, idx))
 
-    # ---------------------------------------------------------------- maths
-    def _latent(self, n: int) -> Tensor:
-        return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, self.device)
+    # ---------------------------------------------------------------- one step
+    def noise_sigma(self) -> float:
+        """Instance noise's std at this step: annealed linearly to zero at the last step."""
+        return self.cfg.instance_noise * max(0.0, 1.0 - self.progress.step / self.total_steps)
 
-    def _d_input(self, x: Tensor) -> Tensor:
-        """Instance noise (Sønderby et al.): blur both distributions early, annealed to zero."""
-        sigma = self.cfg.instance_noise * max(0.0, 1.0 - self.progress.step / self.total_steps)
-        return x + sigma * torch.randn_like(x) if sigma > 0 else x
-
-    def _targets(self, n: int) -> tuple[Tensor, Tensor]:
-        cfg = self.cfg
-        real = torch.full((n,), cfg.real_label, device=self.device)
-        fake = torch.full((n,), cfg.fake_label, device=self.device)
-        if cfg.label_flip > 0:
-            flip_r = torch.rand(n, device=self.device) < cfg.label_flip
-            flip_f = torch.rand(n, device=self.device) < cfg.label_flip
-            real, fake = torch.where(flip_r, fake, real), torch.where(flip_f, real, fake)
-        return real, fake
-
-    def _d_update(self, real: Tensor, stats: dict) -> Tensor:
-        """(1) update D: real images towards "real", G's images towards "fake"."""
-        with torch.no_grad():
-            fake = self.g(self._latent(real.shape[0]))
-        real_t, fake_t = self._targets(real.shape[0])
-        if self.cfg.d_split_update:
-            # Keras' two train_on_batch calls (seed 000): two optimiser steps on half-losses.
-            real_logits = self.d(self._d_input(real))
-            half = self.loss.real_term(real_logits, real_t)
-            self._step(self.opt_d, half)
-            fake_logits = self.d(self._d_input(fake))
-            other = self.loss.fake_term(fake_logits, fake_t)
-            self._step(self.opt_d, other)
-            loss = (half + other).detach()
-        else:
-            real_logits = self.d(self._d_input(real))
-            fake_logits = self.d(self._d_input(fake))
-            loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t)
-            if self.loss.gradient_penalty:
-                loss = loss + self.cfg.gp_weight * gradient_penalty(self.d, real, fake)
-            self._step(self.opt_d, loss)
-        with torch.no_grad():
-            self._last_logits = (real_logits.detach(), fake_logits.detach())  # for TensorBoard's histograms
-            r, f = self.loss.readout(real_logits.detach()), self.loss.readout(fake_logits.detach())
-            stats["d_loss"] += loss.detach()
-            stats["d_real"] += r.mean()
-            stats["d_fake"] += f.mean()
-            stats["d_acc_real"] += (r > self.loss.threshold).float().mean()
-            stats["d_acc_fake"] += (f <= self.loss.threshold).float().mean()
-            stats["d_updates"] += 1
-        return loss.detach()
-
-    def _g_update(self, stats: dict) -> Tensor:
-        """(2) update G: make D call G's images real. D's weights get no gradients here."""
-        self.d.requires_grad_(False)
-        fake = self.g(self._latent(self.cfg.batch_size))
-        loss = self.loss.g_loss(self.d(self._d_input(fake)))
-        self._step(self.opt_g, loss)
-        self.d.requires_grad_(True)
-        stats["g_loss"] += loss.detach()
-        return loss.detach()
-
-    @staticmethod
-    def _step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def train_step(self, images: Tensor, stats: dict) -> tuple[Tensor, Tensor]:
+        """`d_steps` D updates on the next real batches, one G update; returns the detached losses."""
+        self._set_learning_rates()
+        reals = [self._next_real_batch(images) for _ in range(self.cfg.d_steps)]
+        losses = self.gan_step(reals, self.noise_sigma(), stats)
+        self.progress.step += 1
+        return losses
 
     # ---------------------------------------------------------------- schedule
     def _is_sample_step(self, step: int, epoch_ended: bool) -> bool:
@@ -424,11 +370,7 @@ class Run:
         try:
             with open(metrics_path, "a", encoding="utf-8") as metrics_file:
                 while p.step < self.total_steps:
-                    self._set_learning_rates()
-                    for _ in range(cfg.d_steps):
-                        d_loss = self._d_update(self._next_real_batch(images), stats)
-                    g_loss = self._g_update(stats)
-                    p.step += 1
+                    d_loss, g_loss = self.train_step(images, stats)
                     reason = self._divergence(d_loss, g_loss)
                     if reason:
                         self._roll_back(reason, metrics_path)
@@ -451,8 +393,8 @@ class Run:
                         metrics_file.flush()
                         if self.tb is not None:
                             self.tb.scalars(record)
-                            if self._last_logits is not None:
-                                self.tb.histograms(p.step, *self._last_logits)
+                            if self.gan_step.last_logits is not None:
+                                self.tb.histograms(p.step, *self.gan_step.last_logits)
                         stats = self._zero_stats()
                         tick_start, tick_images = time.perf_counter(), 0
                         if bar is not None:
@@ -497,9 +439,7 @@ class Run:
                   f"Continue with: gankit train --resume {self.run_dir}", flush=True)
         return self.summary()
 
-    @staticmethod
-    def _zero_stats() -> dict:
-        return {k: 0.0 for k in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_updates")}
+    _zero_stats = staticmethod(GANStep.zero_stats)
 
     def _record(self, stats: dict, images_per_s: float) -> dict:
         p = self.progress
@@ -653,5 +593,6 @@ def _announce(run: Run, what: str) -> None:
     c, h, w = d.image_shape
     run._log(f"data: {d.name}, {len(d)} images {c}x{h}x{w} ({d.source})")
     run._log(f"model: {run.cfg.arch}, G {count_params(run.g):,} params, D {count_params(run.d):,} params; "
-             f"loss {run.cfg.loss}; batch {run.cfg.batch_size}; device {run.device}")
+             f"loss {run.cfg.loss}; batch {run.cfg.batch_size}; device {run.device}, "
+             f"{str(run.gan_step.dtype).removeprefix('torch.')} arithmetic")
     run._log(f"run directory: {run.run_dir}; {what}")

@@ -22,17 +22,17 @@ def records(run_dir):
 
 
 def poison_generator_at(monkeypatch, steps):
-    """Make G's weights NaN just before the G update of each step in `steps` (counted from 1)."""
-    original = Run._g_update
+    """Make G's weights NaN just before each step in `steps` (counted from 1)."""
+    original = Run.train_step
 
-    def g_update(self, stats):
+    def train_step(self, images, stats):
         if self.progress.step + 1 in steps:
             steps.discard(self.progress.step + 1) if isinstance(steps, set) else None
             with torch.no_grad():
                 next(self.g.parameters()).fill_(float("nan"))
-        return original(self, stats)
+        return original(self, images, stats)
 
-    monkeypatch.setattr(Run, "_g_update", g_update)
+    monkeypatch.setattr(Run, "train_step", train_step)
 
 
 def test_nan_rolls_back_lowers_learning_rates_and_finishes(tmp_path, monkeypatch, capsys):
@@ -142,16 +142,16 @@ def test_damaged_checkpoint_fails_its_checksum(tmp_path):
 def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_path, monkeypatch):
     # A running variance is invisible to the training losses (BatchNorm uses batch statistics
     # there) but would poison every sample drawn in eval mode.
-    original = Run._g_update
+    original = Run.train_step
 
-    def g_update(self, stats):
+    def train_step(self, images, stats):
         if self.progress.step + 1 == 5 and not getattr(self, "_poisoned", False):
             self._poisoned = True
             bn = next(m for m in self.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
             bn.running_var.fill_(float("nan"))
-        return original(self, stats)
+        return original(self, images, stats)
 
-    monkeypatch.setattr(Run, "_g_update", g_update)
+    monkeypatch.setattr(Run, "train_step", train_step)
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *TINY, "--steps", "8"]) == 0
     events = [r for r in records(out) if r.get("event") == "rollback"]

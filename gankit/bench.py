@@ -1,0 +1,331 @@
+"""`gankit bench`: training and sampling speed of every preset on this machine, beside a plain loop.
+
+For each preset, in a fresh child process (so that its peak memory is its own):
+  * gankit's own step (`Run.train_step` plus its per-step divergence check), at float32 and, where
+    the hardware has it natively, at bfloat16;
+  * a plain loop written the way the tutorials write it (`PlainLoop`): a DataLoader over the same
+    images as float32, the same nets, batch and loss, PyTorch's default Adam, `.item()` on both
+    losses every step;
+and, in turns of `seconds` each for `rounds` rounds (so that a slow spell of the machine hits every
+contender alike), images per second of each. FLOPs per training image are counted with
+torch.utils.flop_counter on one real step of each contender (matrix products and convolutions,
+forward and backward), and set against this machine's measured matmul rate: the share of the
+arithmetic the machine can do that the loop turns into training.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SAMPLE_COUNT = 10_000  # images drawn for the sampling figure
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
+    """Sustained rate of n x n matrix products, in GFLOP/s (2 n^3 per product)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        if device.type == "cuda" and count % 10:
+            continue
+        _sync(device)
+    _sync(device)
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def machine_rates(device: torch.device, dtypes: list[torch.dtype], seconds: float = 1.5) -> dict[str, float]:
+    """The best of a few matrix sizes: the denominator of every 'share of the machine' figure."""
+    return {_dtype_name(dt): round(max(matmul_gflops(device, dt, n, seconds) for n in (1024, 2048)), 1)
+            for dt in dtypes}
+
+
+def flops_per_call(fn) -> int:
+    """Matrix-product and convolution FLOPs of one call of `fn` (forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+class PlainLoop:
+    """The reference: one step as the tutorials write it (pytorch/examples' dcgan, seed 002).
+
+    Same nets (gankit.nets.build from the same config), batch, loss, targets and order of updates
+    as gankit; only the engineering differs. Label flips and instance noise are left out (no preset
+    uses them); seed 000's split D update is kept, since it changes the arithmetic.
+    """
+
+    def __init__(self, cfg, data, device: torch.device):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from gankit.images import to_float
+        from gankit.losses import LOSSES
+        from gankit.models import net_spec
+        from gankit.nets import build
+
+        self.cfg, self.device, self.loss = cfg, device, LOSSES[cfg.loss]
+        torch.manual_seed(cfg.seed)
+        self.g, self.d = build(net_spec(cfg, data.image_shape))
+        self.g.to(device)
+        self.d.to(device)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g))
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d))
+        self.loader = DataLoader(TensorDataset(to_float(data.images)), batch_size=cfg.batch_size,
+                                 shuffle=True, drop_last=True)
+        self.batches = iter(self.loader)
+        self.images_per_step = cfg.batch_size * cfg.d_steps
+
+    def _real(self) -> torch.Tensor:
+        try:
+            (real,) = next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            (real,) = next(self.batches)
+        return real.to(self.device)
+
+    def _z(self, n: int) -> torch.Tensor:
+        if self.cfg.latent_dist == "uniform":
+            return torch.rand(n, self.cfg.latent_dim, device=self.device) * 2 - 1
+        return torch.randn(n, self.cfg.latent_dim, device=self.device)
+
+    def __call__(self) -> None:
+        cfg, loss, g, d = self.cfg, self.loss, self.g, self.d
+        for _ in range(cfg.d_steps):
+            real = self._real()
+            n = real.shape[0]
+            real_t = torch.full((n,), cfg.real_label, device=self.device)
+            fake_t = torch.full((n,), cfg.fake_label, device=self.device)
+            fake = g(self._z(n))
+            if cfg.d_split_update:
+                self.opt_d.zero_grad()
+                half = loss.real_term(d(real), real_t)
+                half.backward()
+                self.opt_d.step()
+                self.opt_d.zero_grad()
+                other = loss.fake_term(d(fake.detach()), fake_t)
+                other.backward()
+                self.opt_d.step()
+                d_loss = half.item() + other.item()
+            else:
+                self.opt_d.zero_grad()
+                d_loss = loss.d_loss(d(real), d(fake.detach()), real_t, fake_t)
+                if loss.gradient_penalty:
+                    from gankit.losses import gradient_penalty
+                    d_loss = d_loss + cfg.gp_weight * gradient_penalty(d, real, fake)
+                d_loss.backward()
+                self.opt_d.step()
+                d_loss = d_loss.item()
+        if not cfg.reuse_fakes:
+            fake = g(self._z(cfg.batch_size))
+        self.opt_g.zero_grad()
+        g_loss = loss.g_loss(d(fake))
+        g_loss.backward()
+        self.opt_g.step()
+        g_loss = g_loss.item()
+
+
+@dataclass
+class Contender:
+    """One way of training, timed in turns with the others."""
+
+    name: str
+    step: object  # callable: one training step
+    images_per_step: int
+    images: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
+    from gankit.train import Run
+
+    with tempfile.TemporaryDirectory() as tmp:  # Run writes nothing until fit(); the folder is never used
+        run = Run(cfg, Path(tmp) / "bench", quiet=True)
+    images = run.data.images.to(run.device)
+    stats = run._zero_stats()
+
+    def step():
+        d_loss, g_loss = run.train_step(images, stats)
+        run._divergence(d_loss, g_loss)
+
+    return Contender(name, step, cfg.batch_size * cfg.d_steps), run
+
+
+def bench_preset(job: dict) -> dict:
+    """Everything measured for one preset (runs in a child process; see module docstring)."""
+    from gankit.config import make_config
+    from gankit.models import generate, sample_latent
+    from gankit.presets import preset
+    from gankit.speed import native_bf16, resolve_precision
+
+    torch.set_num_threads(job["threads"])
+    layer = {"dataset": job["dataset"], "device": job["device"], "tensorboard": "off", "report": False}
+    if job.get("batch_size"):
+        layer["batch_size"] = job["batch_size"]
+    base = make_config(preset(job["preset"]), layer)
+    fp32_cfg = make_config(base.to_dict(), {"precision": "fp32"})
+    first, run = _gankit_contender(fp32_cfg, "gankit fp32")
+    device = run.device
+    contenders = [first]
+    if native_bf16(device) or job.get("force_bf16"):
+        contenders.append(_gankit_contender(make_config(base.to_dict(), {"precision": "bf16"}), "gankit bf16")[0])
+    if job.get("compile"):
+        best = "bf16" if len(contenders) > 1 else "fp32"
+        contenders.append(_gankit_contender(make_config(base.to_dict(), {"precision": best, "compile": True}),
+                                            f"gankit {best} compile")[0])
+    plain = PlainLoop(base, run.data, device)
+    contenders.append(Contender("plain", plain, plain.images_per_step))
+
+    flops = {}
+    for c in contenders:
+        for _ in range(job["warmup"]):  # first calls pay for allocation, autotuning, compiling
+            c.step()
+        if "compile" not in c.name:
+            flops[c.name] = flops_per_call(c.step) / c.images_per_step
+    _sync(device)
+    rss_after_warmup = _peak_rss_mb()
+    for _ in range(job["rounds"]):
+        for c in contenders:
+            start = time.perf_counter()
+            while time.perf_counter() - start < job["seconds"]:
+                c.step()
+                c.images += c.images_per_step
+            _sync(device)
+            c.seconds += time.perf_counter() - start
+
+    z = sample_latent(SAMPLE_COUNT, base.latent_dim, base.latent_dist)
+    generate(run.g, z[:500], device)  # warm-up
+    start = time.perf_counter()
+    generate(run.g, z, device)
+    sample_s = time.perf_counter() - start
+
+    result = {
+        "preset": job["preset"], "dataset": run.data.name, "images": len(run.data),
+        "batch_size": base.batch_size, "d_steps": base.d_steps, "reuse_fakes": base.reuse_fakes,
+        "device": str(device), "default_precision": _dtype_name(resolve_precision(base.precision, device)),
+        "images_per_s": {c.name: round(c.images_per_s, 1) for c in contenders},
+        "flops_per_image": {k: round(v) for k, v in flops.items()},
+        "sample_images_per_s": round(SAMPLE_COUNT / sample_s, 1),
+        "sample_10k_s": round(sample_s, 3),
+        "data_mb": round(run.data.images.numel() * run.data.images.element_size() / 2 ** 20, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "rss_growth_while_timed_mb": round(_peak_rss_mb() - rss_after_warmup, 1),
+    }
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    return result
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10  # bytes on macOS, KiB on Linux
+
+
+def run_benchmark(presets: list[str], *, dataset: str, device: str, seconds: float, rounds: int,
+                  warmup: int, compile: bool, threads: int, progress=print) -> dict:
+    """Measure every preset (each in its own child process) and the machine's matmul rates."""
+    from gankit.models import pick_device
+    from gankit.speed import native_bf16
+
+    torch.set_num_threads(threads)
+    dev = pick_device(device)
+    dtypes = [torch.float32] + ([torch.bfloat16] if native_bf16(dev) else [])
+    rates_before = machine_rates(dev, dtypes, min(1.5, seconds))
+    results = []
+    ctx = multiprocessing.get_context("spawn")
+    for name in presets:
+        job = {"preset": name, "dataset": dataset, "device": device, "seconds": seconds, "rounds": rounds,
+               "warmup": warmup, "compile": compile, "threads": threads}
+        with ctx.Pool(1) as pool:
+            results.append(pool.apply(bench_preset, (job,)))
+        progress(f"{name}: " + ", ".join(f"{k} {v:,.0f} img/s" for k, v in results[-1]["images_per_s"].items()))
+    rates_after = machine_rates(dev, dtypes, min(1.5, seconds))
+    rates = {k: max(rates_before[k], rates_after[k]) for k in rates_before}
+    for r in results:
+        _add_ratios(r, rates)
+    return {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": threads, "device": str(dev),
+                    "matmul_gflops": rates, "matmul_gflops_before": rates_before,
+                    "matmul_gflops_after": rates_after},
+        "protocol": {"dataset": dataset, "seconds_per_turn": seconds, "rounds": rounds,
+                     "warmup_steps": warmup, "sample_images": SAMPLE_COUNT},
+        "presets": results,
+    }
+
+
+def _add_ratios(result: dict, rates: dict[str, float]) -> None:
+    """Speed-up over the plain loop, and the share of the matmul rate of the contender's dtype."""
+    plain = result["images_per_s"]["plain"]
+    result["speedup_vs_plain"] = {k: round(v / plain, 3) for k, v in result["images_per_s"].items()
+                                  if k != "plain" and plain}
+    share = {}
+    for name, ips in result["images_per_s"].items():
+        flops = result["flops_per_image"].get(name) or result["flops_per_image"].get(name.replace(" compile", ""))
+        rate = rates.get("bfloat16" if "bf16" in name else "float32")
+        if flops and rate:
+            share[name] = round(ips * flops / 1e9 / rate, 3)
+    result["share_of_matmul_rate"] = share
+
+
+def format_table(report: dict) -> str:
+    """A fixed-width table of the results (the README's table)."""
+    rates = report["machine"]["matmul_gflops"]
+    lines = [f"matmul rate: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in rates.items())
+             + f"; {report['machine']['threads']} threads, torch {report['machine']['torch']}"]
+    head = (f"{'preset':<16}{'batch':>6}{'MFLOP/img':>10}{'plain img/s':>12}{'fp32 img/s':>11}{'x plain':>8}"
+            f"{'% fp32':>7}{'bf16 img/s':>11}{'x plain':>8}{'% bf16':>7}{'10k samples':>12}{'peak MB':>8}")
+    lines += [head, "-" * len(head)]
+    for r in report["presets"]:
+        ips, up, share = r["images_per_s"], r["speedup_vs_plain"], r["share_of_matmul_rate"]
+
+        def cell(name, value, width, fmt):
+            return f"{format(value, fmt):>{width}}" if name in ips else f"{'-':>{width}}"
+
+        lines.append(
+            f"{r['preset']:<16}{r['batch_size']:>6}{r['flops_per_image']['gankit fp32'] / 1e6:>10.1f}"
+            f"{ips['plain']:>12,.0f}"
+            f"{ips['gankit fp32']:>11,.0f}{up['gankit fp32']:>8.2f}{100 * share['gankit fp32']:>6.0f}%"
+            + cell("gankit bf16", ips.get("gankit bf16", 0), 11, ",.0f")
+            + cell("gankit bf16", up.get("gankit bf16", 0), 8, ".2f")
+            + (f"{100 * share['gankit bf16']:>6.0f}%" if "gankit bf16" in share else f"{'-':>7}")
+            + f"{r['sample_10k_s']:>11.2f}s{r['peak_rss_mb']:>8.0f}")
+    extra = [f"  {r['preset']}: " + ", ".join(f"{k} {v:,.0f} img/s (x{r['speedup_vs_plain'][k]:.2f})"
+                                              for k, v in r["images_per_s"].items() if "compile" in k)
+             for r in report["presets"] if any("compile" in k for k in r["images_per_s"])]
+    if extra:
+        lines += ["with torch.compile:"] + extra
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: Path) -> None:
+    from gankit.atomic import atomic_write_text
+    atomic_write_text(Path(path), json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,66 @@
+"""`gankit bench`: its FLOP count, its reference loop, and one real (short) run end to end."""
+
+import json
+
+import torch
+
+from gankit import bench
+from gankit.cli import main
+from gankit.config import make_config
+from gankit.data import open_dataset
+from gankit.presets import preset
+
+
+def test_flops_of_a_linear_layer_forward_and_backward():
+    layer = torch.nn.Linear(32, 16, bias=False)
+    x = torch.randn(8, 32, requires_grad=True)
+
+    def step():
+        layer(x).sum().backward()
+
+    # forward 2*N*in*out; backward the same again for the input's and for the weight's gradient
+    assert bench.flops_per_call(step) == 3 * 2 * 8 * 32 * 16
+
+
+def test_plain_loop_trains_the_same_nets():
+    cfg = make_config(preset("mlp-gan"), {"g_widths": (16, 32), "d_widths": (32, 16), "batch_size": 32})
+    data = open_dataset("mnist-5k")
+    loop = bench.PlainLoop(cfg, data, torch.device("cpu"))
+    before = [p.detach().clone() for p in loop.g.parameters()] + [p.detach().clone() for p in loop.d.parameters()]
+    loop()
+    after = list(loop.g.parameters()) + list(loop.d.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after) if a.dim() > 1)
+    assert loop.images_per_step == 32
+
+
+def test_bench_of_one_preset_measures_every_contender():
+    result = bench.bench_preset({"preset": "mlp-gan", "dataset": "mnist-5k", "device": "cpu", "seconds": 0.2,
+                                 "rounds": 1, "warmup": 1, "compile": False, "threads": 1, "batch_size": 64,
+                                 "force_bf16": True})
+    assert set(result["images_per_s"]) == {"gankit fp32", "gankit bf16", "plain"}
+    assert all(v > 0 for v in result["images_per_s"].values())
+    # seed 000's nets: G 100-256-512-1024-784, D 784-512-256-1; the G step runs G and D again
+    assert 2e6 < result["flops_per_image"]["gankit fp32"] < 5e7
+    assert result["sample_10k_s"] > 0 and result["peak_rss_mb"] > result["data_mb"] > 0
+    bench._add_ratios(result, {"float32": 100.0, "bfloat16": 300.0})
+    ips, flops = result["images_per_s"], result["flops_per_image"]
+    assert result["speedup_vs_plain"]["gankit fp32"] == round(ips["gankit fp32"] / ips["plain"], 3)
+    assert result["share_of_matmul_rate"]["gankit bf16"] == round(ips["gankit bf16"] * flops["gankit bf16"] / 1e9 / 300, 3)
+    table = bench.format_table({"machine": {"matmul_gflops": {"float32": 100.0}, "threads": 1, "torch": "x"},
+                                "presets": [result]})
+    assert "mlp-gan" in table and "GFLOP/s" in table
+
+
+def test_bench_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--presets", "mlp-gan", "--seconds", "0.2", "--rounds", "1", "--warmup", "1",
+                 "--threads", "1", "--json", str(out), "-q"]) == 0
+    report = json.loads(out.read_text())
+    assert report["machine"]["matmul_gflops"]["float32"] > 0
+    assert [r["preset"] for r in report["presets"]] == ["mlp-gan"]
+    assert "x plain" in capsys.readouterr().out
+
+
+def test_bench_rejects_an_unknown_preset(capsys):
+    assert main(["bench", "--presets", "mlp-gan,nope"]) == 2
+    assert "--presets" in capsys.readouterr().err

@@ -1,0 +1,128 @@
+"""The training step's shortcuts compute what the long way computes: one D call for real and fake,
+G's step on the fakes D saw, bf16 autocast (penalties included), and the speed settings' fallbacks."""
+
+import copy
+
+import pytest
+import torch
+
+from gankit.config import make_config
+from gankit.losses import gradient_penalty
+from gankit.models import net_spec
+from gankit.nets import build
+from gankit.speed import autocast, compiled, has_batchnorm, native_bf16, resolve_precision
+from gankit.step import GANStep
+
+
+def make_step(optimiser=torch.optim.Adam, **fields):
+    cfg = make_config({"arch": "dcgan-small", "width": 8, "batch_size": 8, "precision": "fp32", **fields})
+    torch.manual_seed(0)
+    g, d = build(net_spec(cfg, (1, 28, 28)))
+    opt_g = optimiser(g.parameters(), lr=1e-3, foreach=True)
+    opt_d = optimiser(d.parameters(), lr=1e-3, foreach=True)
+    return GANStep(cfg, g, d, opt_g, opt_d, torch.device("cpu"))
+
+
+def real_batch(n=8):
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def test_one_d_call_for_real_and_fake_equals_two_calls():
+    # SGD: Adam turns a rounding-sized gradient into a full-sized step, which would hide the comparison.
+    joint, separate = make_step(torch.optim.SGD), make_step(torch.optim.SGD)
+    assert joint.joint_d  # dcgan-small's D has no BatchNorm
+    separate.joint_d = False
+    for step in (joint, separate):
+        torch.manual_seed(5)
+        step([real_batch()], 0.0, GANStep.zero_stats())
+    for a, b in zip(joint.d.parameters(), separate.d.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    for a, b in zip(joint.g.parameters(), separate.g.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_batchnorm_in_d_keeps_real_and_fake_apart():
+    step = make_step(arch="dcgan", width=8)
+    assert has_batchnorm(step.d) and not step.joint_d
+    assert not make_step(d_split_update=True).joint_d
+
+
+def count_g_calls(step, reuse):
+    calls = []
+    step.g.register_forward_hook(lambda *_: calls.append(1))
+    step([real_batch()], 0.0, GANStep.zero_stats())
+    return len(calls)
+
+
+def test_reused_fakes_save_a_forward_of_g_and_still_train_g():
+    reuse, fresh = make_step(reuse_fakes=True), make_step(reuse_fakes=False)
+    before = copy.deepcopy(reuse.g.state_dict())
+    assert count_g_calls(reuse, True) == 1
+    assert count_g_calls(fresh, False) == 2
+    changed = [not torch.equal(before[k], v) for k, v in reuse.g.state_dict().items() if v.is_floating_point()]
+    assert any(changed)
+
+
+def test_g_step_leaves_d_untouched_and_trainable():
+    step = make_step()
+    stats = GANStep.zero_stats()
+    d_before = copy.deepcopy(step.d.state_dict())
+    step.update_g(None, 0.0, stats)
+    assert all(torch.equal(d_before[k], v) for k, v in step.d.state_dict().items())
+    assert all(p.requires_grad for p in step.d.parameters())
+    assert all(p.grad is None for p in step.d.parameters())
+
+
+def test_stats_are_device_tensors_until_the_log_line():
+    step = make_step(d_steps=2)
+    stats = GANStep.zero_stats()
+    step([real_batch(), real_batch()], 0.0, stats)
+    assert isinstance(stats["d_loss"], torch.Tensor) and stats["d_updates"] == 2
+    assert 0.0 <= float(stats["d_acc_real"]) <= 2.0
+
+
+def test_bf16_step_trains_and_keeps_float32_weights():
+    step = make_step(precision="bf16")
+    assert step.dtype == torch.bfloat16
+    d_loss, g_loss = step([real_batch()], 0.0, GANStep.zero_stats())
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
+    assert d_loss.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in list(step.g.parameters()) + list(step.d.parameters()))
+
+
+def test_gradient_penalty_under_bf16_autocast_matches_float32():
+    step = make_step(loss="wgan-gp")
+    real, fake = real_batch(), real_batch() * 0.5
+    gen = torch.Generator().manual_seed(3)
+    exact = gradient_penalty(step.d, real, fake, generator=gen)
+    gen.manual_seed(3)
+    with autocast(torch.device("cpu"), torch.bfloat16):
+        low = gradient_penalty(lambda x: step.d(x).float(), real, fake, generator=gen)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, exact, rtol=0.05, atol=1e-3)
+    low.backward()  # the penalty's own gradient reaches D's weights
+    weights = [p for p in step.d.parameters() if p.dim() > 1]  # biases do not move grad_x D
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in weights)
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == torch.float32
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if native_bf16(cpu) else torch.float32)
+    assert resolve_precision("auto", torch.device("mps")) == torch.float32
+
+
+def test_compile_without_a_compiler_warns_and_falls_back(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    net = torch.nn.Linear(2, 2)
+    messages = []
+    assert compiled(net, torch.device("cpu"), True, warn=messages.append) is net
+    assert len(messages) == 1 and "--compile" in messages[0] and "compiler" in messages[0]
+    assert compiled(net, torch.device("cpu"), False, warn=messages.append) is net and len(messages) == 1
+
+
+def test_unknown_precision_names_the_flag():
+    from gankit.errors import UserError
+    with pytest.raises(UserError, match="--precision"):
+        make_config({"precision": "fp8"})
