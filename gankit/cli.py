@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -52,6 +53,15 @@ def _flag_values(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from gankit import distributed
+
+    if args.dry_run:
+        return _train(args, distributed.Dist())
+    with distributed.session(args.dist_timeout) as dist:  # one process, or one of torchrun's
+        return _train(args, dist)
+
+
+def _train(args: argparse.Namespace, dist) -> int:
     from gankit import train
 
     flags = _flag_values(args)
@@ -66,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             info = json.loads(info_path.read_text(encoding="utf-8"))
             print(make_config(info["config"], flags).to_json())
             return 0
-        summary = train.resume(Path(args.resume), flags, quiet=args.quiet)
+        summary = train.resume(Path(args.resume), flags, quiet=args.quiet, dist=dist)
     else:
         file_layer = config_mod.load_config_file(args.config) if args.config else {}
         name = args.preset or file_layer.pop("preset", None) or DEFAULT_PRESET
@@ -75,9 +85,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
             return 0
-        out = Path(args.out) if args.out else train.default_run_dir(name)
-        summary = train.start(cfg, out, preset=name, quiet=args.quiet)
-    if not args.quiet:
+        # Every rank must write into the folder rank 0 names (the default one is named by the clock).
+        out = Path(args.out) if args.out else dist.on_main(lambda: train.default_run_dir(name))
+        summary = train.start(cfg, out, preset=name, quiet=args.quiet, dist=dist)
+    if not args.quiet and dist.is_main:
         print(f"done: step {summary['step']} of {summary['total_steps']}, {summary['epochs']} epochs, "
               f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training\n"
               f"  samples: {summary['run_dir']}/samples/  animation: {summary['run_dir']}/progress.gif\n"
@@ -266,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="under torchrun: how long a process waits for the others before it stops with an error "
+                        "(default 600)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -358,16 +372,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(command: str, what: str, exc: Exception) -> None:
+    """One line on stderr. Under torchrun, an error that rank 0 found and told the others about is
+    printed by rank 0 alone; any other names the rank that met it."""
+    if getattr(exc, "shown_by_rank_0", False):
+        return
+    label = ""
+    if "RANK" in os.environ:  # launched by torchrun (imported only then: it imports torch)
+        from gankit.distributed import rank_label
+        label = rank_label()
+    print(f"gankit {command}: {what}{label}: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"gankit {args.command}: error: {exc}", file=sys.stderr)
+        _report(args.command, "error", exc)
         return 2
     except RunFailed as exc:
-        print(f"gankit {args.command}: stopped: {exc}", file=sys.stderr)
+        _report(args.command, "stopped", exc)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
         print(f"gankit {args.command}: interrupted", file=sys.stderr)

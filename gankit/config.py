@@ -76,7 +76,9 @@ class Config:
     lr_decay_rate: float = 0.0  # for keras-time (seed 004: 2e-4/50 per step)
 
     # --- length and schedule ---
-    batch_size: int = 128
+    batch_size: int = 128  # images per D update in each process: N processes (torchrun) train on N times as many
+    global_batch_size: int | None = None  # images per D update over all processes, split evenly; when set, --batch-size is not used
+    sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over every process's images (SyncBatchNorm; CUDA only)
     steps: int | None = None  # total G updates; set this or epochs (both totals, counting earlier runs)
     epochs: float | None = None  # total passes over the data; converted to steps
     max_minutes: float | None = None  # stop (with a checkpoint, resumable) after this much training time
@@ -248,6 +250,8 @@ def validate(cfg: Config) -> Config:
     _check(cfg.lr_decay in LR_DECAYS, "lr_decay", f"must be one of {', '.join(LR_DECAYS)}")
     _check(cfg.lr_decay_rate >= 0, "lr_decay_rate", "must be >= 0")
     _check(cfg.batch_size >= 1, "batch_size", f"must be at least 1, got {cfg.batch_size}")
+    _check(cfg.global_batch_size is None or cfg.global_batch_size >= 1, "global_batch_size",
+           f"must be at least 1, got {cfg.global_batch_size}")
     _check(cfg.steps is None or cfg.steps >= 1, "steps", "must be at least 1")
     _check(cfg.epochs is None or cfg.epochs > 0, "epochs", "must be positive")
     _check(cfg.max_minutes is None or cfg.max_minutes > 0, "max_minutes", "must be positive")

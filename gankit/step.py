@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from gankit.config import Config
+from gankit.distributed import Replica
 from gankit.losses import LOSSES, Loss, gradient_penalty
 from gankit.models import sample_latent
 from gankit.speed import autocast, compiled, has_batchnorm, resolve_precision, to_channels_last, warn_stderr
@@ -25,14 +26,22 @@ class GANStep:
     so loading a checkpoint into the nets (resume, rollback) needs nothing from it."""
 
     def __init__(self, cfg: Config, g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
-                 opt_d: torch.optim.Optimizer, device: torch.device, *, warn=warn_stderr):
+                 opt_d: torch.optim.Optimizer, device: torch.device, *, warn=warn_stderr,
+                 replica: Replica | None = None):
         self.cfg, self.g, self.d, self.opt_g, self.opt_d, self.device = cfg, g, d, opt_g, opt_d, device
         self.loss: Loss = LOSSES[cfg.loss]
         self.dtype = resolve_precision(cfg.precision, device)
         to_channels_last(g, cfg.channels_last)
         to_channels_last(d, cfg.channels_last)
-        self.g_call = compiled(g, device, cfg.compile, warn=warn)
-        self.d_call = compiled(d, device, cfg.compile, warn=warn)
+        # --- several processes (gankit.distributed): one of N replicas, nets wrapped in DDP ---
+        self.replica = replica or Replica(cfg.batch_size)
+        wrap = self.replica.wrap or (lambda net: net)
+        self.g_call = compiled(wrap(g), device, cfg.compile, warn=warn)
+        self.d_call = compiled(wrap(d), device, cfg.compile, warn=warn)  # D's own step
+        # G's step calls D's own module, never its DDP wrapper: D's weights are frozen there, and a
+        # call through the wrapper would make DDP wait for D's gradients (and fail at D's next step).
+        self.d_frozen_call = compiled(d, device, cfg.compile, warn=warn) if self.replica.wrap else self.d_call
+        # --- end several processes ---
         self.joint_d = not cfg.d_split_update and not has_batchnorm(d)
         self.last_logits: tuple[Tensor, Tensor] | None = None  # for TensorBoard's histograms
 
@@ -42,28 +51,34 @@ class GANStep:
 
     # ---------------------------------------------------------------- pieces
     def latent(self, n: int) -> Tensor:
-        return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, self.device)
+        """n latents: this replica's slice of the global batch's (all of them in one process)."""
+        return self.replica.draw(n, lambda m, rng: sample_latent(m, self.cfg.latent_dim, self.cfg.latent_dist,
+                                                                 self.device, generator=rng))
+
+    def _uniform(self, n: int) -> Tensor:
+        return self.replica.draw(n, lambda m, rng: torch.rand(m, device=self.device, generator=rng))
 
     def _g(self, z: Tensor) -> Tensor:
         with autocast(self.device, self.dtype):
             return self.g_call(z).float()
 
-    def _d(self, x: Tensor, noise_sigma: float) -> Tensor:
-        """D's logits, float32. Instance noise (Sønderby et al.) blurs both distributions early."""
+    def _d(self, x: Tensor, noise_sigma: float, call=None) -> Tensor:
+        """D's logits, float32, through `call` (default: D's own step's). Instance noise (Sønderby
+        et al.) blurs both distributions early."""
         if noise_sigma > 0:
             x = x + noise_sigma * torch.randn_like(x)
         if self.cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
-            return self.d_call(x).float()
+            return (call or self.d_call)(x).float()
 
     def _targets(self, n: int) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
         real = torch.full((n,), cfg.real_label, device=self.device)
         fake = torch.full((n,), cfg.fake_label, device=self.device)
         if cfg.label_flip > 0:
-            flip_r = torch.rand(n, device=self.device) < cfg.label_flip
-            flip_f = torch.rand(n, device=self.device) < cfg.label_flip
+            flip_r = self._uniform(n) < cfg.label_flip
+            flip_f = self._uniform(n) < cfg.label_flip
             real, fake = torch.where(flip_r, fake, real), torch.where(flip_f, real, fake)
         return real, fake
 
@@ -127,10 +142,10 @@ class GANStep:
     def update_g(self, fake: Tensor | None, noise_sigma: float, stats: dict) -> Tensor:
         """(2) update G: make D call G's images real. D's weights get no gradients here."""
         if fake is None:
-            fake = self._g(self.latent(self.cfg.batch_size))
+            fake = self._g(self.latent(self.replica.batch))
         self.d.requires_grad_(False)
         try:
-            loss = self.loss.g_loss(self._d(fake, noise_sigma))
+            loss = self.loss.g_loss(self._d(fake, noise_sigma, self.d_frozen_call))
             self._apply(self.opt_g, loss)
         finally:
             self.d.requires_grad_(True)

@@ -5,10 +5,12 @@ the device as one uint8 tensor and batches are drawn by index from a per-epoch p
 loop never waits on a DataLoader. Statistics are summed on the device and read once per log line.
 Everything a step depends on (weights, optimisers, RNG states, permutation and position) goes into
 each checkpoint, so a resumed run computes exactly what an uninterrupted one would have.
+Under torchrun, one Run per process trains together with the others (gankit.distributed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import signal
@@ -27,6 +29,7 @@ from gankit import checkpoint as ckpt_io
 from gankit.atomic import atomic_write_text
 from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
 from gankit.data import ImageSet, open_dataset
+from gankit.distributed import Dist, batch_split, describe_batch
 from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
 from gankit.models import generate, net_spec, pick_device, sample_latent, steps_for_epochs
@@ -67,18 +70,29 @@ def lr_factor(cfg: Config, step: int, total_steps: int) -> float:
 class Run:
     """A run directory being trained: builds everything from a Config, then `fit()`s."""
 
-    def __init__(self, cfg: Config, run_dir: Path, *, preset: str | None = None, quiet: bool = False):
+    def __init__(self, cfg: Config, run_dir: Path, *, preset: str | None = None, quiet: bool = False,
+                 dist: Dist | None = None):
+        # Several processes (gankit.distributed): rank 0 alone prints and writes.
+        self.dist = dist or Dist()
+        self.dist.run_dir = Path(run_dir)  # named by the message of a rank that loses the others
+        quiet = quiet or not self.dist.is_main
         self.cfg, self.run_dir, self.preset, self.quiet = cfg, Path(run_dir), preset, quiet
-        self.device = pick_device(cfg.device)
+        self.device = self.dist.device(pick_device(cfg.device))
         self.data = _open_data(cfg)
-        self.batches_per_epoch = len(self.data) // cfg.batch_size
+        # `batch` images per process and D update, `global_batch` over all processes.
+        self.batch, self.global_batch = batch_split(cfg.batch_size, cfg.global_batch_size, self.dist.world_size)
+        self.batches_per_epoch = len(self.data) // self.global_batch
         if self.batches_per_epoch == 0:
-            raise UserError(f"--batch-size {cfg.batch_size} is larger than the dataset ({len(self.data)} images "
+            what = (f"--batch-size {cfg.batch_size}" if self.global_batch == cfg.batch_size
+                    else f"the global batch ({describe_batch(self.batch, self.dist.world_size)})")
+            raise UserError(f"{what} is larger than the dataset ({len(self.data)} images "
                             f"of {self.data.name}); use a smaller --batch-size")
         self.total_steps = cfg.steps if cfg.steps is not None else steps_for_epochs(
             cfg.epochs if cfg.epochs is not None else 1, self.batches_per_epoch, cfg.d_steps)
         torch.manual_seed(cfg.seed)  # before building: weight init draws from this RNG
         self.g, self.d = build(net_spec(cfg, self.data.image_shape))
+        if cfg.sync_batchnorm:
+            self.g, self.d = (self.dist.sync_batchnorm(net, self.device) for net in (self.g, self.d))
         self.g.to(self.device)
         self.d.to(self.device)
         # foreach Adam: one kernel per tensor group rather than per parameter (the fused variant is
@@ -87,13 +101,15 @@ class Run:
                                       eps=cfg.adam_eps, foreach=True)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d),
                                       eps=cfg.adam_eps, foreach=True)
-        self.gan_step = GANStep(cfg, self.g, self.d, self.opt_g, self.opt_d, self.device)
+        self.gan_step = GANStep(cfg, self.g, self.d, self.opt_g, self.opt_d, self.device, warn=self.dist.warn,
+                                replica=self.dist.replica(self.batch, self.device))
         self.progress = Progress()
         # The fixed grid latents come from their own generator so they never shift the training RNG.
         grid_rng = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_z = sample_latent(cfg.sample_grid, cfg.latent_dim, cfg.latent_dist, generator=grid_rng)
         self.data_rng = torch.Generator().manual_seed(cfg.seed)
-        self._stop_requested = False
+        self._stop_requested = False  # every rank's decision: set from _signalled and the deadline, together
+        self._signalled = False  # this process got SIGINT/SIGTERM
         self.evaluator = self._make_evaluator() if cfg.eval_every else None
         self.tb = None  # TensorBoardLog while fit() runs, when wanted
         if cfg.tensorboard == "on":
@@ -104,8 +120,10 @@ class Run:
         self._report_failed = False
 
     def _make_evaluator(self):
-        from gankit.metrics.evaluate import Evaluator, parse_metrics
+        from gankit.metrics.evaluate import Evaluator, make_extractor, parse_metrics
         cfg = self.cfg
+        if not self.dist.is_main:  # the other ranks only extract features of their share of the images
+            return make_extractor("classifier", cfg.dataset, device=str(self.device))
         return Evaluator(cfg.dataset, metrics=parse_metrics(cfg.eval_metrics), n_floor=cfg.eval_n,
                          data_dir=cfg.data_dir, classes=cfg.classes or None, image_size=cfg.image_size,
                          channels=cfg.channels, device=str(self.device))
@@ -116,6 +134,7 @@ class Run:
         rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng.update(self.dist.shared_rng_state())  # several processes: the stream they share
         return {
             "gankit_version": gankit.__version__,
             "config": self.cfg.to_dict(),
@@ -132,6 +151,7 @@ class Run:
             "permutation": p.permutation,
             "rng": rng,
             "fixed_z": self.fixed_z,
+            "processes": _processes(self),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -148,18 +168,23 @@ class Run:
         self.data_rng.set_state(state["rng"]["data"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.dist.set_shared_rng_state(state["rng"])
         self.fixed_z = state["fixed_z"]
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint; it also becomes the state a divergence rolls back to."""
         path = ckpt_io.checkpoint_path(self.run_dir, self.progress.step)
         state = self.state_dict()
-        try:
-            ckpt_io.save_atomic(state, path)
-        except OSError as exc:
-            raise disk_error(exc, self.run_dir, path.parent) from None
-        ckpt_io.prune(self.run_dir, self.cfg.keep_checkpoints)
-        self._good_state = copy.deepcopy(state)
+
+        def write() -> None:  # rank 0; the others wait, and learn of a failure
+            try:
+                ckpt_io.save_atomic(state, path)
+            except OSError as exc:
+                raise disk_error(exc, self.run_dir, path.parent) from None
+            ckpt_io.prune(self.run_dir, self.cfg.keep_checkpoints)
+
+        self.dist.on_main(write)
+        self._good_state = copy.deepcopy(state)  # each rank its own, with its own BatchNorm statistics
         return path
 
     # ---------------------------------------------------------------- divergence
@@ -169,15 +194,21 @@ class Run:
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
-    def _divergence(self, d_loss: Tensor, g_loss: Tensor) -> str | None:
-        """Why this step's losses show divergence, or None. The one host sync per step: a NaN
-        must be caught in the step it appears, before it reaches a checkpoint."""
-        losses = torch.stack([d_loss.float(), g_loss.float()]).tolist()
-        for name, value in zip(("d_loss", "g_loss"), losses):
-            if value != value or abs(value) == float("inf"):
-                return f"{name} is {value}"
-            if abs(value) > self.cfg.loss_limit:
-                return f"{name} is {value:.3g}, beyond --loss-limit {self.cfg.loss_limit:g}"
+    def _divergence(self, d_loss: Tensor, g_loss: Tensor, stop: bool) -> str | None:
+        """Why this step's losses show divergence, or None; also settles `_stop_requested`. The one
+        host sync per step: a NaN must be caught in the step it appears, before it reaches a
+        checkpoint. In several processes it is one all_gather, and every rank takes the same
+        decisions from it: a NaN on any rank rolls all of them back, a signal to any stops all."""
+        wants_stop = torch.tensor(float(stop), device=d_loss.device)
+        rows = self.dist.rows(torch.stack([d_loss.float(), g_loss.float(), wants_stop]))
+        self._stop_requested = any(row[2] for row in rows)
+        for rank, row in enumerate(rows):
+            where = f" on rank {rank}" if len(rows) > 1 else ""
+            for name, value in zip(("d_loss", "g_loss"), row[:2]):
+                if value != value or abs(value) == float("inf"):
+                    return f"{name} is {value}{where}"
+                if abs(value) > self.cfg.loss_limit:
+                    return f"{name} is {value:.3g}{where}, beyond --loss-limit {self.cfg.loss_limit:g}"
         return None
 
     def _nonfinite_weights(self) -> str | None:
@@ -202,12 +233,13 @@ class Run:
         self.load_state_dict(copy.deepcopy(self._good_state))
         self.progress.rollbacks, self.progress.lr_scale = rollbacks, scale
         good_step = self.progress.step
-        _truncate_metrics(metrics_path, good_step)
-        _remove_samples_after(self.run_dir, good_step)
-        event = {"step": good_step, "event": "rollback", "diverged_at": bad_step, "reason": reason,
-                 "lr_scale": scale, "rollbacks": rollbacks}
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
+        if self.dist.is_main:
+            _truncate_metrics(metrics_path, good_step)
+            _remove_samples_after(self.run_dir, good_step)
+            event = {"step": good_step, "event": "rollback", "diverged_at": bad_step, "reason": reason,
+                     "lr_scale": scale, "rollbacks": rollbacks}
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
         message = (f"warning: {reason} at step {bad_step}; rolled back to step {good_step} with learning rates "
                    f"x{scale:g} (rollback {rollbacks} of at most {cfg.max_rollbacks})")
         if not self.quiet:
@@ -216,15 +248,18 @@ class Run:
 
     # ---------------------------------------------------------------- data
     def _next_real_batch(self, images: Tensor) -> Tensor:
-        p, b = self.progress, self.cfg.batch_size
-        if p.permutation is None or p.position + b > len(p.permutation):
+        """This process's real batch: its slice of the next global batch of the epoch's permutation
+        (every rank draws the same permutation; rank r takes the r-th `batch` images of each global batch)."""
+        p, b, n = self.progress, self.batch, self.global_batch
+        if p.permutation is None or p.position + n > len(p.permutation):
             if p.permutation is not None:
                 p.epoch += 1
             p.permutation = torch.randperm(len(self.data), generator=self.data_rng)
             p.position = 0
-        idx = p.permutation[p.position:p.position + b].to(self.device)
-        p.position += b
-        p.images_seen += b
+        start = p.position + self.dist.rank * b
+        idx = p.permutation[start:start + b].to(self.device)
+        p.position += n
+        p.images_seen += n
         return to_float(images.index_select(0, idx))
 
     # ---------------------------------------------------------------- one step
@@ -235,6 +270,7 @@ class Run:
     def train_step(self, images: Tensor, stats: dict) -> tuple[Tensor, Tensor]:
         """`d_steps` D updates on the next real batches, one G update; returns the detached losses."""
         self._set_learning_rates()
+        self.dist.reseed(self.cfg.seed, self.progress.step)  # several processes: this rank's own noise
         reals = [self._next_real_batch(images) for _ in range(self.cfg.d_steps)]
         losses = self.gan_step(reals, self.noise_sigma(), stats)
         self.progress.step += 1
@@ -248,6 +284,8 @@ class Run:
 
     def sample_grid(self) -> None:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
+        if not self.dist.is_main:
+            return
         images = generate(self.g, self.fixed_z, self.device)
         picture = viz.grid(images, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
@@ -258,11 +296,21 @@ class Run:
             self.tb.image_grid(self.progress.step, array.unsqueeze(0) if array.dim() == 2 else array.permute(2, 0, 1))
 
     def evaluate(self, metrics_file) -> None:
-        """Score eval_n images from fixed latents (G in eval mode), log them, keep the best checkpoint."""
+        """Score eval_n images from fixed latents (G in eval mode), log them, keep the best checkpoint.
+        In several processes each draws its share of the images and extracts their features, and rank
+        0 scores them all."""
         cfg, p = self.cfg, self.progress
         z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
                           generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
-        result = self.evaluator.score(generate(self.g, z, self.device))
+        self.dist.broadcast_buffers(self.g)  # rank 0's BatchNorm statistics: the ones its checkpoints hold
+        images = generate(self.g, self.dist.part(z), self.device)
+        extract = self.evaluator.extractor if self.dist.is_main else self.evaluator
+        shares = self.dist.gather(extract(images))
+        if not self.dist.is_main:
+            return
+        features = np.concatenate([f for f, _ in shares])
+        logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
+        result = self.evaluator.score_features(features, logits)
         record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(p.seconds, 3),
                   "eval_n": cfg.eval_n, **result.metrics,
                   **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
@@ -298,7 +346,7 @@ class Run:
     def _open_tensorboard(self):
         from gankit.tensorboard_log import TensorBoardLog, tensorboard_available
         wanted = self.cfg.tensorboard
-        if wanted == "off" or (wanted == "auto" and not tensorboard_available()):
+        if not self.dist.is_main or wanted == "off" or (wanted == "auto" and not tensorboard_available()):
             return None
         # On resume from step S, events the interrupted process wrote after S are dropped (purge_step
         # drops that step and later, and the log keeps step S itself).
@@ -319,6 +367,8 @@ class Run:
             self._report_failed = True
 
     def write_gif(self) -> None:
+        if not self.dist.is_main:
+            return
         frames = sorted((self.run_dir / "samples").glob("step_*.png"))
         if frames:
             viz.save_gif(frames, self.run_dir / "progress.gif")
@@ -333,10 +383,10 @@ class Run:
         previous = {}
 
         def handler(signum, frame):
-            if self._stop_requested:
+            if self._signalled:
                 signal.signal(signum, previous.get(signum, signal.SIG_DFL))
                 raise KeyboardInterrupt
-            self._stop_requested = True
+            self._signalled = True  # acted on after this step, by every rank together (_divergence)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -368,10 +418,10 @@ class Run:
         stopped_early = False
         deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
         try:
-            with open(metrics_path, "a", encoding="utf-8") as metrics_file:
+            with self._open_metrics(metrics_path) as metrics_file:
                 while p.step < self.total_steps:
                     d_loss, g_loss = self.train_step(images, stats)
-                    reason = self._divergence(d_loss, g_loss)
+                    reason = self._divergence(d_loss, g_loss, self._signalled or time.perf_counter() > deadline)
                     if reason:
                         self._roll_back(reason, metrics_path)
                         p = self.progress
@@ -380,11 +430,9 @@ class Run:
                             bar.n = p.step
                             bar.refresh()
                         continue
-                    tick_images += cfg.batch_size * cfg.d_steps
-                    if time.perf_counter() > deadline:
-                        self._stop_requested = True
+                    tick_images += self.global_batch * cfg.d_steps
                     # An epoch ends when the next batch would not fit: look ahead so the grid is drawn now.
-                    epoch_ended = p.position + cfg.batch_size > len(self.data)
+                    epoch_ended = p.position + self.global_batch > len(self.data)
                     if p.step % cfg.log_every == 0 or p.step == self.total_steps or self._stop_requested:
                         elapsed = time.perf_counter() - tick_start
                         p.seconds += elapsed
@@ -404,10 +452,10 @@ class Run:
                         bar.update(1)
                     if self._is_sample_step(p.step, epoch_ended):
                         self.sample_grid()
-                    if self.evaluator is not None and (p.step % cfg.eval_every == 0 or p.step == self.total_steps):
+                    if cfg.eval_every and (p.step % cfg.eval_every == 0 or p.step == self.total_steps):
                         self.evaluate(metrics_file)
                     if p.step % cfg.checkpoint_every == 0 or p.step == self.total_steps or self._stop_requested:
-                        reason = self._nonfinite_weights()  # never let a NaN into a checkpoint
+                        reason = self.dist.first(self._nonfinite_weights())  # never let a NaN into a checkpoint
                         if reason:
                             self._roll_back(reason, metrics_path)
                             p = self.progress
@@ -415,11 +463,12 @@ class Run:
                             continue
                         metrics_file.flush()
                         self.save_checkpoint()
-                        records = read_metrics(metrics_path)
-                        viz.plot_training(records, self.run_dir / "losses.png",
-                                          title=f"{self.preset or 'custom'} on {self.data.name}")
-                        self.plot_metrics(records)
-                        self.refresh_report()
+                        if self.dist.is_main:
+                            records = read_metrics(metrics_path)
+                            viz.plot_training(records, self.run_dir / "losses.png",
+                                              title=f"{self.preset or 'custom'} on {self.data.name}")
+                            self.plot_metrics(records)
+                            self.refresh_report()
                     if self._stop_requested:
                         stopped_early = True
                         break
@@ -434,12 +483,18 @@ class Run:
                 self.tb = None
             for sig, old in previous.items():
                 signal.signal(sig, old)
-        if stopped_early:  # shown even with -q: a script must learn that the run is not finished
+        if stopped_early and self.dist.is_main:  # even with -q: a script must learn that the run is not finished
             print(f"stopped at step {p.step} of {self.total_steps}; checkpoint saved. "
-                  f"Continue with: gankit train --resume {self.run_dir}", flush=True)
+                  f"Continue with: {self.dist.command(f'train --resume {self.run_dir}')}", flush=True)
         return self.summary()
 
     _zero_stats = staticmethod(GANStep.zero_stats)
+
+    def _open_metrics(self, path: Path):
+        """metrics.jsonl for appending; on ranks other than 0, a file that keeps nothing."""
+        if self.dist.is_main:
+            return open(path, "a", encoding="utf-8")
+        return contextlib.nullcontext(_Discard())
 
     def _record(self, stats: dict, images_per_s: float) -> dict:
         p = self.progress
@@ -447,7 +502,8 @@ class Run:
         # One transfer for all statistics of the tick.
         keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
         values = torch.stack([torch.as_tensor(stats[k], dtype=torch.float32, device=self.device)
-                              for k in keys]).tolist()
+                              for k in keys])
+        values = self.dist.mean(values).tolist()  # several processes: the global batch's statistics
         g_updates = n_d / self.cfg.d_steps
         record = {"step": p.step, "epoch": round(p.epoch + p.position / len(self.data), 4),
                   "images_seen": p.images_seen, "time_s": round(p.seconds, 3)}
@@ -463,6 +519,16 @@ class Run:
         return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": self.total_steps,
                 "epochs": round(p.epoch + p.position / len(self.data), 3), "images_seen": p.images_seen,
                 "seconds": round(p.seconds, 1)}
+
+
+class _Discard:
+    """Where ranks other than 0 write their log lines."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -506,11 +572,17 @@ def write_run_files(run: Run) -> None:
         "dataset": {"name": run.data.name, "source": run.data.source, "images": len(run.data),
                     "image_shape": list(run.data.image_shape), "num_classes": run.data.num_classes},
         "total_steps": run.total_steps,
+        "processes": _processes(run),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "device": str(run.device)},
         "created": datetime.now().isoformat(timespec="seconds"),
     }
     _write_json_atomic(run.run_dir / "config.json", info)
+
+
+def _processes(run: Run) -> dict:
+    """How many processes train the run and how the batch is shared among them."""
+    return {"world_size": run.dist.world_size, "batch_per_process": run.batch, "global_batch": run.global_batch}
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -527,65 +599,92 @@ def disk_error(exc: OSError, run_dir: Path, where: Path | None = None) -> RunFai
                      f"gankit train --resume {run_dir}")
 
 
-def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False) -> dict:
-    """Train a new run into `run_dir` (which must not hold a run already)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "config.json").exists():
-        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
-                        f"or choose another --out")
-    run = Run(cfg, run_dir, preset=preset, quiet=quiet)  # may raise UserError before any file is made
-    try:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_files(run)
-    except OSError as exc:
-        raise disk_error(exc, run.run_dir) from None
+def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False, dist: Dist | None = None) -> dict:
+    """Train a new run into `run_dir` (which must not hold a run already). `dist`: this process's
+    place among several (gankit.distributed); rank 0 alone touches the run directory."""
+    run_dir, dist = Path(run_dir), dist or Dist()
+
+    def refuse_existing() -> None:
+        if (run_dir / "config.json").exists():
+            raise UserError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
+                            f"or choose another --out")
+
+    def make_run_dir() -> None:
+        try:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            write_run_files(run)
+        except OSError as exc:
+            raise disk_error(exc, run.run_dir) from None
+
+    dist.on_main(refuse_existing)
+    run = Run(cfg, run_dir, preset=preset, quiet=quiet, dist=dist)  # may raise UserError before any file is made
+    dist.on_main(make_run_dir)
     _announce(run, f"training {run.total_steps} steps")
     return run.fit()
 
 
-def resume(run_dir: Path, overrides: dict, *, quiet: bool = False) -> dict:
+def resume(run_dir: Path, overrides: dict, *, quiet: bool = False, dist: Dist | None = None) -> dict:
     """Continue the run in `run_dir` from its newest checkpoint; overrides may only change
-    length and logging fields (RESUMABLE_FIELDS)."""
-    run_dir = Path(run_dir)
-    info_path = run_dir / "config.json"
-    if not info_path.exists():
-        raise UserError(f"--resume {run_dir}: no config.json there; is it a gankit run directory?")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    saved = make_config(info["config"])
-    wanted = make_config(info["config"], overrides)
-    changed = {k: v for k, v in diff(saved, wanted).items() if k not in RESUMABLE_FIELDS}
-    if changed:
-        lines = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in changed.items())
-        raise UserError(f"--resume {run_dir}: that run was made with another config ({lines}). "
-                        f"Drop those flags to continue it, or start a new run with --out")
-    run = Run(wanted, run_dir, preset=info.get("preset"), quiet=quiet)
-    try:
-        _prepare_resume(run, info, wanted != saved)
-    except OSError as exc:
-        raise disk_error(exc, run_dir) from None
+    length and logging fields (RESUMABLE_FIELDS). The number of processes may differ from the
+    run's (`dist`, gankit.distributed): rank 0 reads the checkpoint and sends it to the others."""
+    run_dir, dist = Path(run_dir), dist or Dist()
+
+    def read_config() -> tuple[dict, Config, Config]:
+        info_path = run_dir / "config.json"
+        if not info_path.exists():
+            raise UserError(f"--resume {run_dir}: no config.json there; is it a gankit run directory?")
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        saved = make_config(info["config"])
+        wanted = make_config(info["config"], overrides)
+        changed = {k: v for k, v in diff(saved, wanted).items() if k not in RESUMABLE_FIELDS}
+        if changed:
+            lines = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in changed.items())
+            raise UserError(f"--resume {run_dir}: that run was made with another config ({lines}). "
+                            f"Drop those flags to continue it, or start a new run with --out")
+        return info, saved, wanted
+
+    info, saved, wanted = dist.on_main(read_config)
+    run = Run(wanted, run_dir, preset=info.get("preset"), quiet=quiet, dist=dist)
+    _prepare_resume(run, info, wanted != saved)
     return run.fit()
 
 
 def _prepare_resume(run: Run, info: dict, config_changed: bool) -> None:
-    """Load the newest intact checkpoint into `run` and tidy what the interrupted process left."""
+    """Load the newest intact checkpoint into `run` and tidy what the interrupted process left
+    (rank 0 does the tidying and reading, and sends the checkpoint to the other ranks)."""
     run_dir = run.run_dir
-    for stray in ckpt_io.remove_stray_temporaries(run_dir):
-        print(f"removed {stray.name}: a checkpoint that was being written when the process died", file=sys.stderr)
-    ckpt, state, skipped = ckpt_io.newest_intact(run_dir)
-    for line in skipped:  # always shown: the user should know a checkpoint was damaged
-        print(line, file=sys.stderr)
-    if ckpt is None:
+
+    def tidy_and_read() -> tuple[str | None, dict | None, bool]:
+        try:
+            for stray in ckpt_io.remove_stray_temporaries(run_dir):
+                print(f"removed {stray.name}: a checkpoint that was being written when the process died",
+                      file=sys.stderr)
+            ckpt, state, skipped = ckpt_io.newest_intact(run_dir)
+            for line in skipped:  # always shown: the user should know a checkpoint was damaged
+                print(line, file=sys.stderr)
+            step = state["progress"]["step"] if state is not None else 0
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
+            _remove_samples_after(run_dir, step)
+            if config_changed or info.get("processes") != _processes(run):
+                info["config"] = run.cfg.to_dict()
+                info["total_steps"] = run.total_steps
+                info["processes"] = _processes(run)
+                _write_json_atomic(run_dir / "config.json", info)
+        except OSError as exc:
+            raise disk_error(exc, run_dir) from None
+        return (ckpt.name if ckpt else None), state, bool(skipped)
+
+    name, state, skipped = run.dist.on_main(tidy_and_read)
+    if state is None:
         _announce(run, "no intact checkpoint: starting from step 0")
-    else:
-        run.load_state_dict(state)
-        why = "the newest intact checkpoint" if skipped else "the newest checkpoint"
-        _announce(run, f"resuming from {ckpt.name} ({why}): step {run.progress.step} of {run.total_steps}")
-    _truncate_metrics(run_dir / "metrics.jsonl", run.progress.step)
-    _remove_samples_after(run_dir, run.progress.step)
-    if config_changed:
-        info["config"] = run.cfg.to_dict()
-        info["total_steps"] = run.total_steps
-        _write_json_atomic(run_dir / "config.json", info)
+        return
+    run.load_state_dict(state)
+    why = "the newest intact checkpoint" if skipped else "the newest checkpoint"
+    before = state.get("processes", {"world_size": 1, "global_batch": state["config"]["batch_size"]})
+    if before["world_size"] != run.dist.world_size or before["global_batch"] != run.global_batch:
+        why += (f"; trained so far by {before['world_size']} process(es) with a global batch of "
+                f"{before['global_batch']}, now by {run.dist.world_size} with {run.global_batch}")
+    _announce(run, f"resuming from {name} ({why}): step {run.progress.step} of {run.total_steps}")
 
 
 def _announce(run: Run, what: str) -> None:
@@ -593,6 +692,6 @@ def _announce(run: Run, what: str) -> None:
     c, h, w = d.image_shape
     run._log(f"data: {d.name}, {len(d)} images {c}x{h}x{w} ({d.source})")
     run._log(f"model: {run.cfg.arch}, G {count_params(run.g):,} params, D {count_params(run.d):,} params; "
-             f"loss {run.cfg.loss}; batch {run.cfg.batch_size}; device {run.device}, "
+             f"loss {run.cfg.loss}; {describe_batch(run.batch, run.dist.world_size)}; device {run.device}, "
              f"{str(run.gan_step.dtype).removeprefix('torch.')} arithmetic")
     run._log(f"run directory: {run.run_dir}; {what}")

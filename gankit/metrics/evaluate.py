@@ -134,9 +134,15 @@ class Evaluator:
     def score(self, images: torch.Tensor, target_labels: torch.Tensor | None = None, with_floor: bool = True
               ) -> Evaluation:
         feats, logits = self.extractor(images)
+        return self.score_features(feats, logits, target_labels, with_floor)
+
+    def score_features(self, feats: np.ndarray, logits: np.ndarray | None, target_labels: torch.Tensor | None = None,
+                       with_floor: bool = True) -> Evaluation:
+        """`score` for images whose features were extracted already (in training with several
+        processes, each extracts its share and rank 0 scores them together)."""
         fake = Features(feats, logits, None if target_labels is None else target_labels.numpy(), "generated")
         metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes)
-        protocol = {"extractor": self.extractor.name, "generated": len(images),
+        protocol = {"extractor": self.extractor.name, "generated": len(feats),
                     "reference": self.reference.description,
                     "floor": self.floor_set.description if (with_floor and self.floor_set is not None) else None,
                     "metrics": list(self.metrics)}
