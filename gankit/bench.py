@@ -165,11 +165,11 @@ def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
 
     with tempfile.TemporaryDirectory() as tmp:  # Run writes nothing until fit(); the folder is never used
         run = Run(cfg, Path(tmp) / "bench", quiet=True)
-    images = run.data.images.to(run.device)
+    images, labels = run.data.images.to(run.device), run.device_labels()
     stats = run._zero_stats()
 
     def step():
-        d_loss, g_loss = run.train_step(images, stats)
+        d_loss, g_loss = run.train_step(images, stats, labels)
         run._divergence(d_loss, g_loss)
 
     return Contender(name, step, cfg.batch_size * cfg.d_steps), run

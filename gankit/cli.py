@@ -97,8 +97,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise UserError(f"--scale must be at least 1, got {args.scale}")
     tg = load_generator(args.target, device=args.device)
-    z = tg.latent(args.n, torch.Generator().manual_seed(args.seed))
-    what = write_images(tg.images(z, args.batch_size), args.out, nrow=args.nrow, scale=args.scale)
+    rng = torch.Generator().manual_seed(args.seed)
+    y = tg.labels(args.n, args.class_index, args.by_class, generator=rng)
+    z = tg.latent(len(y) if y is not None else args.n, rng)
+    nrow = args.nrow or (args.n if args.by_class else None)  # --by-class: one row per class
+    what = write_images(tg.images(z, args.batch_size, y), args.out, nrow=nrow, scale=args.scale)
     if not args.quiet:
         print(f"wrote {what} from {tg.checkpoint} (step {tg.step}{', EMA weights' if tg.uses_ema else ''})")
     return 0
@@ -275,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a folder (numbered PNGs), FILE.npz, or grid.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=None, help="images per row of a grid")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="conditional generators: draw only class K")
+    p.add_argument("--by-class", action="store_true",
+                   help="conditional generators: -n images of every class, a row per class in a grid")
     p.add_argument("--scale", type=int, default=1, help="enlarge a grid's pixels this many times")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")

@@ -29,7 +29,8 @@ from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
-from gankit.models import generate, net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.ema import GeneratorEMA
+from gankit.models import generate, grid_labels, net_spec, pick_device, sample_latent, steps_for_epochs
 from gankit.step import GANStep
 from gankit.nets import build, count_params
 from gankit import viz
@@ -78,9 +79,11 @@ class Run:
         self.total_steps = cfg.steps if cfg.steps is not None else steps_for_epochs(
             cfg.epochs if cfg.epochs is not None else 1, self.batches_per_epoch, cfg.d_steps)
         torch.manual_seed(cfg.seed)  # before building: weight init draws from this RNG
-        self.g, self.d = build(net_spec(cfg, self.data.image_shape))
+        self.num_classes = self._conditional_classes()
+        self.g, self.d = build(net_spec(cfg, self.data.image_shape, self.num_classes))
         self.g.to(self.device)
         self.d.to(self.device)
+        self.ema = GeneratorEMA(self.g, cfg.ema_half_life, cfg.ema_rampup) if cfg.ema_half_life > 0 else None
         # foreach Adam: one kernel per tensor group rather than per parameter (the fused variant is
         # CUDA-only for some dtypes and no faster on CPU for nets this size).
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g),
@@ -103,6 +106,22 @@ class Run:
                                 "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
         self._report_failed = False
 
+    def _conditional_classes(self) -> int:
+        """Classes G and D are conditioned on: 0 unless --conditioning asks, then the data's."""
+        cfg, data = self.cfg, self.data
+        if cfg.conditioning == "none":
+            return 0
+        if data.labels is None or data.num_classes < 2:
+            raise UserError(f"--conditioning {cfg.conditioning} needs labelled images with at least 2 classes; "
+                            f"{data.name} has none (an image folder gets labels from class sub-folders). "
+                            f"Use --conditioning none")
+        return data.num_classes
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The G that samples, grids and evaluations use: the EMA of G's weights when kept."""
+        return self.ema.module if self.ema is not None else self.g
+
     def _make_evaluator(self):
         from gankit.metrics.evaluate import Evaluator, parse_metrics
         cfg = self.cfg
@@ -123,6 +142,8 @@ class Run:
             "image_shape": list(self.data.image_shape),
             "num_classes": self.data.num_classes,
             "generator": self.g.state_dict(),
+            "generator_ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "discriminator": self.d.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -136,6 +157,8 @@ class Run:
 
     def load_state_dict(self, state: dict) -> None:
         self.g.load_state_dict(state["generator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.d.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -215,7 +238,7 @@ class Run:
             tqdm.write(message)
 
     # ---------------------------------------------------------------- data
-    def _next_real_batch(self, images: Tensor) -> Tensor:
+    def _next_real_batch(self, images: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
         p, b = self.progress, self.cfg.batch_size
         if p.permutation is None or p.position + b > len(p.permutation):
             if p.permutation is not None:
@@ -225,20 +248,26 @@ class Run:
         idx = p.permutation[p.position:p.position + b].to(self.device)
         p.position += b
         p.images_seen += b
-        return to_float(images.index_select(0, idx))
+        return to_float(images.index_select(0, idx)), labels.index_select(0, idx) if labels is not None else None
 
     # ---------------------------------------------------------------- one step
     def noise_sigma(self) -> float:
         """Instance noise's std at this step: annealed linearly to zero at the last step."""
         return self.cfg.instance_noise * max(0.0, 1.0 - self.progress.step / self.total_steps)
 
-    def train_step(self, images: Tensor, stats: dict) -> tuple[Tensor, Tensor]:
-        """`d_steps` D updates on the next real batches, one G update; returns the detached losses."""
+    def train_step(self, images: Tensor, stats: dict, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`d_steps` D updates on the next real batches, one G update, G's EMA; returns the
+        detached losses. `labels` (on the device) are needed by a conditional G/D only."""
         self._set_learning_rates()
-        reals = [self._next_real_batch(images) for _ in range(self.cfg.d_steps)]
-        losses = self.gan_step(reals, self.noise_sigma(), stats)
+        reals = [self._next_real_batch(images, labels) for _ in range(self.cfg.d_steps)]
+        losses = self.gan_step(reals, self.noise_sigma(), stats, self.progress.step)
+        if self.ema is not None:
+            self.ema.update(self.g, self.cfg.batch_size)
         self.progress.step += 1
         return losses
+
+    def device_labels(self) -> Tensor | None:
+        return self.data.labels.to(self.device) if self.num_classes else None
 
     # ---------------------------------------------------------------- schedule
     def _is_sample_step(self, step: int, epoch_ended: bool) -> bool:
@@ -248,8 +277,10 @@ class Run:
 
     def sample_grid(self) -> None:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
-        images = generate(self.g, self.fixed_z, self.device)
-        picture = viz.grid(images, scale=2 if self.data.image_shape[1] <= 32 else 1)
+        y = grid_labels(len(self.fixed_z), self.num_classes)
+        images = generate(self.sampler, self.fixed_z, self.device, y=y)
+        nrow = max(1, len(self.fixed_z) // self.num_classes) if self.num_classes else None  # a class per row
+        picture = viz.grid(images, nrow=nrow, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path)
@@ -262,7 +293,9 @@ class Run:
         cfg, p = self.cfg, self.progress
         z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
                           generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
-        result = self.evaluator.score(generate(self.g, z, self.device))
+        y = (torch.randint(0, self.num_classes, (cfg.eval_n,), generator=torch.Generator().manual_seed(cfg.seed + 3))
+             if self.num_classes else None)
+        result = self.evaluator.score(generate(self.sampler, z, self.device, y=y))
         record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(p.seconds, 3),
                   "eval_n": cfg.eval_n, **result.metrics,
                   **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
@@ -349,6 +382,7 @@ class Run:
         """Train to `total_steps`, writing samples, metrics and checkpoints. Returns a summary."""
         cfg, p = self.cfg, self.progress
         images = self.data.images.to(self.device)  # once, for the whole run
+        labels = self.device_labels()
         metrics_path = self.run_dir / "metrics.jsonl"
         if p.step >= self.total_steps:
             self._log(f"already at step {p.step} of {self.total_steps}: nothing to do "
@@ -370,7 +404,7 @@ class Run:
         try:
             with open(metrics_path, "a", encoding="utf-8") as metrics_file:
                 while p.step < self.total_steps:
-                    d_loss, g_loss = self.train_step(images, stats)
+                    d_loss, g_loss = self.train_step(images, stats, labels)
                     reason = self._divergence(d_loss, g_loss)
                     if reason:
                         self._roll_back(reason, metrics_path)
@@ -445,14 +479,19 @@ class Run:
         p = self.progress
         n_d = max(float(stats["d_updates"]), 1.0)
         # One transfer for all statistics of the tick.
-        keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+        keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_sign_real")
+        if self.gan_step.aux_classes:
+            keys += ("d_class_loss",)
+        grad_norms = [_grad_norm(self.g), _grad_norm(self.d)]  # of the tick's last G and D updates
         values = torch.stack([torch.as_tensor(stats[k], dtype=torch.float32, device=self.device)
-                              for k in keys]).tolist()
+                              for k in keys] + grad_norms).tolist()
+        grad_values, values = values[len(keys):], values[:len(keys)]
         g_updates = n_d / self.cfg.d_steps
         record = {"step": p.step, "epoch": round(p.epoch + p.position / len(self.data), 4),
                   "images_seen": p.images_seen, "time_s": round(p.seconds, 3)}
         for k, v in zip(keys, values):
             record[k] = v / (g_updates if k == "g_loss" else n_d)
+        record["g_grad_norm"], record["d_grad_norm"] = grad_values
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]
         record["lr_d"] = self.opt_d.param_groups[0]["lr"]
         record["images_per_s"] = round(images_per_s, 1)
@@ -463,6 +502,14 @@ class Run:
         return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": self.total_steps,
                 "epochs": round(p.epoch + p.position / len(self.data), 3), "images_seen": p.images_seen,
                 "seconds": round(p.seconds, 1)}
+
+
+def _grad_norm(net: torch.nn.Module) -> Tensor:
+    """L2 norm of all of a net's current gradients (0 when none are kept), on the device."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=next(net.parameters()).device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -25,12 +25,12 @@ def poison_generator_at(monkeypatch, steps):
     """Make G's weights NaN just before each step in `steps` (counted from 1)."""
     original = Run.train_step
 
-    def train_step(self, images, stats):
+    def train_step(self, images, stats, labels=None):
         if self.progress.step + 1 in steps:
             steps.discard(self.progress.step + 1) if isinstance(steps, set) else None
             with torch.no_grad():
                 next(self.g.parameters()).fill_(float("nan"))
-        return original(self, images, stats)
+        return original(self, images, stats, labels)
 
     monkeypatch.setattr(Run, "train_step", train_step)
 
@@ -144,12 +144,12 @@ def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_
     # there) but would poison every sample drawn in eval mode.
     original = Run.train_step
 
-    def train_step(self, images, stats):
+    def train_step(self, images, stats, labels=None):
         if self.progress.step + 1 == 5 and not getattr(self, "_poisoned", False):
             self._poisoned = True
             bn = next(m for m in self.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
             bn.running_var.fill_(float("nan"))
-        return original(self, images, stats)
+        return original(self, images, stats, labels)
 
     monkeypatch.setattr(Run, "train_step", train_step)
     out = tmp_path / "run"
