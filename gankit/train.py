@@ -30,6 +30,7 @@ from gankit.data import ImageSet, open_dataset
 from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
 from gankit.ema import GeneratorEMA
+from gankit.health import LiveHealth
 from gankit.models import generate, grid_labels, net_spec, pick_device, sample_latent, steps_for_epochs
 from gankit.step import GANStep
 from gankit.nets import build, count_params
@@ -105,6 +106,8 @@ class Run:
                 raise UserError("--tensorboard on: the tensorboard package is not installed; "
                                 "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
         self._report_failed = False
+        self.health = LiveHealth()
+        self._grid_diversity: float | None = None  # per-pixel spread of the latest sample grid
 
     def _conditional_classes(self) -> int:
         """Classes G and D are conditioned on: 0 unless --conditioning asks, then the data's."""
@@ -279,6 +282,7 @@ class Run:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
         y = grid_labels(len(self.fixed_z), self.num_classes)
         images = generate(self.sampler, self.fixed_z, self.device, y=y)
+        self._grid_diversity = float(images.float().std(0).mean()) if len(images) > 1 else None
         nrow = max(1, len(self.fixed_z) // self.num_classes) if self.num_classes else None  # a class per row
         picture = viz.grid(images, nrow=nrow, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
@@ -361,6 +365,14 @@ class Run:
         if not self.quiet:
             print(msg, flush=True)
 
+    def _warn(self, message: str) -> None:
+        """Health warnings show even with -q (on stderr then): they call for action."""
+        if self.quiet:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            from tqdm import tqdm
+            tqdm.write(message)
+
     def _install_signal_handlers(self):
         """First SIGINT/SIGTERM: finish the step, checkpoint, exit cleanly. Second: stop at once."""
         previous = {}
@@ -424,6 +436,9 @@ class Run:
                         p.seconds += elapsed
                         record = self._record(stats, tick_images / max(elapsed, 1e-9))
                         metrics_file.write(json.dumps(record) + "\n")
+                        for warning in self.health.check(record):
+                            metrics_file.write(json.dumps({"step": p.step, "event": "warning", "message": warning}) + "\n")
+                            self._warn(warning)
                         metrics_file.flush()
                         if self.tb is not None:
                             self.tb.scalars(record)
@@ -492,6 +507,8 @@ class Run:
         for k, v in zip(keys, values):
             record[k] = v / (g_updates if k == "g_loss" else n_d)
         record["g_grad_norm"], record["d_grad_norm"] = grad_values
+        if self._grid_diversity is not None:
+            record["grid_diversity"] = round(self._grid_diversity, 3)
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]
         record["lr_d"] = self.opt_d.param_groups[0]["lr"]
         record["images_per_s"] = round(images_per_s, 1)
