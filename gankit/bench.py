@@ -170,7 +170,7 @@ def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
 
     def step():
         d_loss, g_loss = run.train_step(images, stats, labels)
-        run._divergence(d_loss, g_loss)
+        run._divergence(d_loss, g_loss, run.device.type == "cpu")
 
     return Contender(name, step, cfg.batch_size * cfg.d_steps), run
 

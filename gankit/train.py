@@ -107,6 +107,7 @@ class Run:
                                 "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
         self._report_failed = False
         self.health = LiveHealth()
+        self._worst_loss: Tensor | None = None  # largest |loss| since the last divergence check, on the device
         self._grid_diversity: float | None = None  # per-pixel spread of the latest sample grid
 
     def _conditional_classes(self) -> int:
@@ -195,15 +196,23 @@ class Run:
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
-    def _divergence(self, d_loss: Tensor, g_loss: Tensor) -> str | None:
-        """Why this step's losses show divergence, or None. The one host sync per step: a NaN
-        must be caught in the step it appears, before it reaches a checkpoint."""
-        losses = torch.stack([d_loss.float(), g_loss.float()]).tolist()
-        for name, value in zip(("d_loss", "g_loss"), losses):
-            if value != value or abs(value) == float("inf"):
+    def _divergence(self, d_loss: Tensor, g_loss: Tensor, check_now: bool) -> str | None:
+        """Why the losses since the last check show divergence, or None.
+
+        The largest |loss| is kept on the device (NaN wins torch.maximum) and read back only
+        when `check_now`: every step on the CPU, where reading costs nothing, and once per log
+        line or checkpoint on a GPU, where a read stalls the queue of kernels. A NaN is thus always
+        caught before it reaches a log line or a checkpoint."""
+        step_worst = torch.stack([d_loss.detach().float().abs(), g_loss.detach().float().abs()])
+        self._worst_loss = step_worst if self._worst_loss is None else torch.maximum(self._worst_loss, step_worst)
+        if not check_now:
+            return None
+        worst, self._worst_loss = self._worst_loss.tolist(), None
+        for name, value in zip(("d_loss", "g_loss"), worst):
+            if value != value or value == float("inf"):
                 return f"{name} is {value}"
-            if abs(value) > self.cfg.loss_limit:
-                return f"{name} is {value:.3g}, beyond --loss-limit {self.cfg.loss_limit:g}"
+            if value > self.cfg.loss_limit:
+                return f"|{name}| reached {value:.3g}, beyond --loss-limit {self.cfg.loss_limit:g}"
         return None
 
     def _nonfinite_weights(self) -> str | None:
@@ -417,7 +426,10 @@ class Run:
             with open(metrics_path, "a", encoding="utf-8") as metrics_file:
                 while p.step < self.total_steps:
                     d_loss, g_loss = self.train_step(images, stats, labels)
-                    reason = self._divergence(d_loss, g_loss)
+                    check_now = (self.device.type == "cpu" or p.step % cfg.log_every == 0
+                                 or p.step % cfg.checkpoint_every == 0 or p.step == self.total_steps
+                                 or self._stop_requested or time.perf_counter() > deadline)
+                    reason = self._divergence(d_loss, g_loss, check_now)
                     if reason:
                         self._roll_back(reason, metrics_path)
                         p = self.progress
