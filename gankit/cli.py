@@ -226,7 +226,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.rounds < 1 or args.warmup < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--seconds must be > 0 and --rounds, --warmup, --threads at least 1")
     import torch
-    report = bench.run_benchmark(names, dataset=args.dataset, device=args.device, seconds=args.seconds,
+    report = bench.run_benchmark(names, dataset=args.dataset or bench.default_dataset(), device=args.device, seconds=args.seconds,
                                  rounds=args.rounds, warmup=args.warmup, compile=args.compile,
                                  threads=args.threads or torch.get_num_threads(),
                                  progress=(lambda _: None) if args.quiet else print)
@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "float32, .item() each step) on the same nets and data, in turns; counts "
                                    "FLOPs per image and compares them with this machine's matmul rate.")
     p.add_argument("--presets", help="comma-separated (default: all)")
-    p.add_argument("--dataset", default="mnist-5k", help="images to train on (default: the embedded mnist-5k)")
+    p.add_argument("--dataset", default=None,
+                   help="images to train on (default: fashion-mnist where found, else the embedded mnist-5k)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seconds", type=float, default=4.0, help="length of one timed turn (default 4)")
     p.add_argument("--rounds", type=int, default=3, help="turns per contender (default 3)")

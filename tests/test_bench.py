@@ -64,3 +64,10 @@ def test_bench_command_writes_json(tmp_path, capsys):
 def test_bench_rejects_an_unknown_preset(capsys):
     assert main(["bench", "--presets", "mlp-gan,nope"]) == 2
     assert "--presets" in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_half_the_data_is_capped():
+    # seed 002's batch of 6,000 cannot be drawn twice from 5,000 digits: the bench halves the data
+    result = bench.bench_preset({"preset": "mlp-gan", "dataset": "mnist-5k", "device": "cpu", "seconds": 0.05,
+                                 "rounds": 1, "warmup": 1, "compile": False, "threads": 1, "batch_size": 4000})
+    assert result["batch_size"] == 2500 and result["images"] == 5000
