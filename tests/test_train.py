@@ -58,7 +58,11 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     ["--preset", "mlp-gan", "--dataset", "mnist-5k", *TINY_MLP, "--label-flip", "0.1",
      "--lr-decay", "keras-time", "--lr-decay-rate", "0.01"],  # split D update
     ["--arch", "dcgan", "--loss", "wgan-gp", "--d-steps", "2"],
-], ids=["dcgan-small", "mlp-dropout", "mlp-split-tricks", "dcgan-wgan-gp"])
+    # the stabilisers: their RNG draws (augmentation, labels) and state (EMA, lazy R1's schedule)
+    ["--arch", "resnet", "--conditioning", "acgan", "--spectral-norm", "--loss", "hinge", "--augment",
+     "color,translation,cutout", "--r1-gamma", "1", "--r1-every", "2", "--ema-half-life", "100",
+     "--ema-rampup", "0.5"],
+], ids=["dcgan-small", "mlp-dropout", "mlp-split-tricks", "dcgan-wgan-gp", "resnet-stabilisers"])
 def test_resumed_run_equals_straight_run(tmp_path, extra):
     straight = train(tmp_path, "straight", "--steps", "7", *extra)
     interrupted = train(tmp_path, "interrupted", "--steps", "4", *extra)
@@ -70,8 +74,13 @@ def test_resumed_run_equals_straight_run(tmp_path, extra):
         assert torch.equal(g_a[key], g_b[key]), key
     for key in d_a:
         assert torch.equal(d_a[key], d_b[key]), key
+    ema_a, ema_b = load(latest(straight))["generator_ema"], load(latest(interrupted))["generator_ema"]
+    assert (ema_a is None) == (ema_b is None)
+    for key in ema_a or {}:
+        assert torch.equal(ema_a[key], ema_b[key]), key
     # the log of the resumed run continues without gaps or repeats
-    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()
+             if "event" not in json.loads(line)]
     assert steps == [2, 4, 6, 7]
 
 
