@@ -41,7 +41,7 @@ def test_bench_of_one_preset_measures_every_contender():
     assert all(v > 0 for v in result["images_per_s"].values())
     # seed 000's nets: G 100-256-512-1024-784, D 784-512-256-1; the G step runs G and D again
     assert 2e6 < result["flops_per_image"]["gankit fp32"] < 5e7
-    assert result["sample_10k_s"] > 0 and result["peak_rss_mb"] > result["data_mb"] > 0
+    assert result["sample_10k_s"] > 0 and result["peak_rss_mb"] >= result["peak_rss_mb_gankit"] > result["data_mb"] > 0
     bench._add_ratios(result, {"float32": 100.0, "bfloat16": 300.0})
     ips, flops = result["images_per_s"], result["flops_per_image"]
     assert result["speedup_vs_plain"]["gankit fp32"] == round(ips["gankit fp32"] / ips["plain"], 3)
