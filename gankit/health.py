@@ -9,8 +9,10 @@ The thresholds are plain numbers a reader can check on the report's curves:
   image, which on small datasets means it is memorising them (Karras et al. 2020 keep it at 0.6
   with augmentation).
 - A gradient norm that is not finite or 100x its median so far: an explosion starting.
-- The fixed sample grid's images barely differ (mean per-pixel spread under 2 grey levels):
-  mode collapse, or G draws blank images.
+- The fixed sample grid's images barely differ (mean per-pixel spread under 2 grey levels) after
+  they once differed (a spread 4x larger earlier): mode collapse, or G has gone blank. An untrained
+  G draws near-identical images too, so a low spread alone says nothing. Only log lines that
+  follow a new grid count for this rule.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ D_ACC_MAX = 0.99
 SIGN_REAL_MAX = 0.9
 GRAD_JUMP = 100.0
 DIVERSITY_MIN = 2.0  # grey levels
+DIVERSITY_DROP = 4.0  # ... and this many times below the best spread so far
 
 
 def _d_wins(r: dict, history: list[dict]) -> str | None:
@@ -56,7 +59,8 @@ def _gradients_explode(r: dict, history: list[dict]) -> str | None:
 
 def _collapse(r: dict, history: list[dict]) -> str | None:
     value = r.get("grid_diversity")
-    if value is not None and value < DIVERSITY_MIN:
+    best = max((h["grid_diversity"] for h in history if "grid_diversity" in h), default=0.0)
+    if value is not None and value < DIVERSITY_MIN and best > DIVERSITY_DROP * value:
         return (f"the fixed sample grid's images barely differ (per-pixel spread {value:.2f} grey levels): "
                 "mode collapse; try --loss hinge --spectral-norm, --ema-half-life, or a lower --lr-g")
     return None
@@ -76,6 +80,8 @@ class LiveHealth:
     def check(self, record: dict) -> list[str]:
         fired = []
         for name, rule in RULES.items():
+            if name == "collapse" and "grid_diversity" not in record:
+                continue  # no new grid since the last line: the streak neither grows nor breaks
             message = rule(record, self.history)
             self.streak[name] = self.streak[name] + 1 if message else 0
             if self.streak[name] == self.patience[name]:

@@ -291,7 +291,8 @@ class Run:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
         y = grid_labels(len(self.fixed_z), self.num_classes)
         images = generate(self.sampler, self.fixed_z, self.device, y=y)
-        self._grid_diversity = float(images.float().std(0).mean()) if len(images) > 1 else None
+        if len(images) > 1 and self.progress.step > 0:  # reported once, in the next log line
+            self._grid_diversity = float(images.float().std(0).mean())
         nrow = max(1, len(self.fixed_z) // self.num_classes) if self.num_classes else None  # a class per row
         picture = viz.grid(images, nrow=nrow, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
@@ -520,7 +521,7 @@ class Run:
             record[k] = v / (g_updates if k == "g_loss" else n_d)
         record["g_grad_norm"], record["d_grad_norm"] = grad_values
         if self._grid_diversity is not None:
-            record["grid_diversity"] = round(self._grid_diversity, 3)
+            record["grid_diversity"], self._grid_diversity = round(self._grid_diversity, 3), None
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]
         record["lr_d"] = self.opt_d.param_groups[0]["lr"]
         record["images_per_s"] = round(images_per_s, 1)

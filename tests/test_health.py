@@ -23,7 +23,7 @@ def test_each_rule_fires_once_after_its_patience():
     cases = {
         "almost perfectly": {"d_acc_real": 1.0, "d_acc_fake": 1.0},
         "memorising": {"d_sign_real": 0.95},
-        "barely differ": {"grid_diversity": 0.5},
+        "barely differ": {"grid_diversity": 0.5},  # after 40 grey levels in the healthy lines
     }
     for words, bad in cases.items():
         warnings = feed([HEALTHY] * 5 + [{**HEALTHY, **bad}] * (PATIENCE + 5))
@@ -31,6 +31,14 @@ def test_each_rule_fires_once_after_its_patience():
         assert f"at step {5 + PATIENCE}" in warnings[0]
         # not yet after patience - 1 lines
         assert feed([HEALTHY] * 5 + [{**HEALTHY, **bad}] * (PATIENCE - 1)) == []
+
+
+def test_low_spread_from_the_start_is_an_untrained_g_not_a_collapse():
+    assert feed([{**HEALTHY, "grid_diversity": 1.0}] * 10) == []
+    # lines without a new grid neither break nor extend a streak
+    collapsing = [HEALTHY] + [{**HEALTHY, "grid_diversity": 0.5}, {k: v for k, v in HEALTHY.items()
+                                                                  if k != "grid_diversity"}] * PATIENCE
+    assert len(feed(collapsing)) == 1
 
 
 def test_a_rule_fires_again_after_it_clears():
