@@ -108,8 +108,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise UserError(f"--scale must be at least 1, got {args.scale}")
     tg = load_generator(args.target, device=args.device)
-    z = tg.latent(args.n, torch.Generator().manual_seed(args.seed))
-    what = write_images(tg.images(z, args.batch_size), args.out, nrow=args.nrow, scale=args.scale)
+    rng = torch.Generator().manual_seed(args.seed)
+    y = tg.labels(args.n, args.class_index, args.by_class, generator=rng)
+    z = tg.latent(len(y) if y is not None else args.n, rng)
+    nrow = args.nrow or (args.n if args.by_class else None)  # --by-class: one row per class
+    what = write_images(tg.images(z, args.batch_size, y), args.out, nrow=nrow, scale=args.scale)
     if not args.quiet:
         print(f"wrote {what} from {tg.checkpoint} (step {tg.step}{', EMA weights' if tg.uses_ema else ''})")
     return 0
@@ -234,7 +237,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.rounds < 1 or args.warmup < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--seconds must be > 0 and --rounds, --warmup, --threads at least 1")
     import torch
-    report = bench.run_benchmark(names, dataset=args.dataset, device=args.device, seconds=args.seconds,
+    report = bench.run_benchmark(names, dataset=args.dataset or bench.default_dataset(), device=args.device, seconds=args.seconds,
                                  rounds=args.rounds, warmup=args.warmup, compile=args.compile,
                                  threads=args.threads or torch.get_num_threads(),
                                  progress=(lambda _: None) if args.quiet else print)
@@ -289,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a folder (numbered PNGs), FILE.npz, or grid.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=None, help="images per row of a grid")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="conditional generators: draw only class K")
+    p.add_argument("--by-class", action="store_true",
+                   help="conditional generators: -n images of every class, a row per class in a grid")
     p.add_argument("--scale", type=int, default=1, help="enlarge a grid's pixels this many times")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
@@ -352,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "float32, .item() each step) on the same nets and data, in turns; counts "
                                    "FLOPs per image and compares them with this machine's matmul rate.")
     p.add_argument("--presets", help="comma-separated (default: all)")
-    p.add_argument("--dataset", default="mnist-5k", help="images to train on (default: the embedded mnist-5k)")
+    p.add_argument("--dataset", default=None,
+                   help="images to train on (default: fashion-mnist where found, else the embedded mnist-5k)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seconds", type=float, default=4.0, help="length of one timed turn (default 4)")
     p.add_argument("--rounds", type=int, default=3, help="turns per contender (default 3)")

@@ -16,7 +16,8 @@ from typing import Any
 
 from gankit.errors import UserError
 
-LOSSES = ("bce", "minimax", "lsgan", "wgan-gp")
+LOSSES = ("bce", "minimax", "lsgan", "wgan-gp", "hinge")
+CONDITIONINGS = ("none", "projection", "acgan")
 LATENT_DISTS = ("normal", "uniform")
 LR_DECAYS = ("none", "keras-time", "linear")
 G_BATCHNORMS = ("none", "post", "pre")
@@ -41,7 +42,7 @@ class Config:
     skip_bad_images: bool = False  # image folders: skip unreadable files (and count them) instead of stopping
 
     # --- networks ---
-    arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan (gankit.nets.ARCHS)
+    arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan, resnet (gankit.nets.ARCHS)
     latent_dim: int = 100  # length of G's noise vector z (seed 002: 128, seed 003: 96)
     latent_dist: str = "normal"  # "normal" N(0,1) or "uniform" U(-1,1) (seed 004 draws uniform noise)
     g_widths: tuple[int, ...] = ()  # MLP hidden widths of G; () = the architecture's default
@@ -52,9 +53,11 @@ class Config:
     bn_eps: float = 1e-5  # Keras layers default to 1e-3
     d_dropout: float = 0.0  # dropout in D after each hidden activation (seed 002 uses 0.3)
     init: str = "default"  # weight init; "default" = the architecture's own
+    spectral_norm: bool = False  # spectral normalisation on every layer of D (Miyato et al. 2018)
+    conditioning: str = "none"  # labelled data: "projection" (class-conditional G, projection D) or "acgan"
 
     # --- loss and tricks ---
-    loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp"
+    loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp", "hinge" (SNGAN)
     gp_weight: float = 10.0  # WGAN-GP penalty weight (Gulrajani et al. use 10)
     real_label: float = 1.0  # D's target for real images; 0.98 = seed 002's smoothing (one-sided if fake stays 0)
     fake_label: float = 0.0  # D's target for fakes; 0.02 makes seed 002's smoothing two-sided
@@ -62,6 +65,12 @@ class Config:
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 at the last step
     d_steps: int = 1  # D updates per G update (WGAN-GP uses 5)
     d_split_update: bool = False  # update D on the real and the fake batch separately, as Keras' train_on_batch twice (seed 000)
+    r1_gamma: float = 0.0  # R1 penalty on real images, gamma/2 E|grad D(x)|^2 (Mescheder et al. 2018); 0 = off
+    r1_every: int = 16  # lazy R1 (StyleGAN2): every k-th D update, scaled by k
+    augment: str = "none"  # DiffAugment ops on every image D sees, real and fake: color,translation,cutout
+    acgan_weight: float = 1.0  # ACGAN: weight of the class loss in D's and G's losses
+    ema_half_life: float = 0.0  # EMA of G's weights: images over which old weights halve; 0 = off. Sampling uses it
+    ema_rampup: float | None = None  # EMA half-life capped at this x images seen early on (StyleGAN2-ADA: 0.05)
     reuse_fakes: bool = True  # G's step scores the fakes D just saw (pytorch/examples); false draws new noise (Keras seeds)
 
     # --- optimisers ---
@@ -233,6 +242,14 @@ def validate(cfg: Config) -> Config:
     _check(cfg.bn_eps > 0, "bn_eps", "must be positive")
     _check(0 <= cfg.d_dropout < 1, "d_dropout", "must be in [0, 1)")
     _check(cfg.init in INITS, "init", f"must be one of {', '.join(INITS)}")
+    _check(cfg.conditioning in CONDITIONINGS, "conditioning", f"must be one of {', '.join(CONDITIONINGS)}")
+    _check(cfg.r1_gamma >= 0, "r1_gamma", "must be >= 0 (0 turns R1 off)")
+    _check(cfg.r1_every >= 1, "r1_every", "must be at least 1")
+    _check(cfg.acgan_weight >= 0, "acgan_weight", "must be >= 0")
+    _check(cfg.ema_half_life >= 0, "ema_half_life", "is a number of images, >= 0 (0 turns EMA off)")
+    _check(cfg.ema_rampup is None or cfg.ema_rampup > 0, "ema_rampup", "must be positive (or none)")
+    from gankit.augment import parse_augment_policy
+    parse_augment_policy(cfg.augment)  # raises UserError naming --augment
     _check(cfg.loss in LOSSES, "loss", f"unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")
     _check(cfg.gp_weight >= 0, "gp_weight", "must be >= 0")
     _check(0 <= cfg.real_label <= 1 and 0 <= cfg.fake_label <= 1, "real_label",

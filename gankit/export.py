@@ -31,6 +31,7 @@ def export_generator(state: dict, out: str | Path) -> Path:
     save_file({k: v.contiguous() for k, v in weights.items()}, str(out / WEIGHTS))
     description = {"format": FORMAT, "gankit_version": gankit.__version__, "config": state["config"],
                    "image_shape": list(state["image_shape"]), "step": int(state["progress"]["step"]),
+                   "num_classes": int(state.get("num_classes") or 0),
                    "ema": state.get("generator_ema") is not None}
     (out / DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return out

@@ -11,12 +11,14 @@ from gankit.config import Config
 from gankit.nets import NetSpec
 
 
-def net_spec(cfg: Config, image_shape: tuple[int, int, int]) -> NetSpec:
-    """The network description a config asks for, for images of `image_shape` (C, H, W)."""
+def net_spec(cfg: Config, image_shape: tuple[int, int, int], num_classes: int = 0) -> NetSpec:
+    """The network description a config asks for, for images of `image_shape` (C, H, W) with
+    labels in [0, num_classes) (used only when the config asks for conditioning)."""
     return NetSpec(arch=cfg.arch, image_shape=tuple(image_shape), latent_dim=cfg.latent_dim,
                    g_widths=tuple(cfg.g_widths), d_widths=tuple(cfg.d_widths), width=cfg.width,
                    g_batchnorm=cfg.g_batchnorm, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps,
-                   d_dropout=cfg.d_dropout, init=cfg.init)
+                   d_dropout=cfg.d_dropout, init=cfg.init, num_classes=num_classes,
+                   conditioning=cfg.conditioning, spectral_norm=cfg.spectral_norm)
 
 
 def sample_latent(n: int, dim: int, dist: str, device: torch.device | str = "cpu",
@@ -44,18 +46,31 @@ def interpolate_latents(a: Tensor, b: Tensor, steps: int, dist: str) -> Tensor:
 
 
 @torch.no_grad()
-def generate(g: torch.nn.Module, z: Tensor, device: torch.device | str, batch_size: int = 500) -> Tensor:
-    """uint8 images [N, C, H, W] on the CPU for latents z, drawn in batches with G in eval mode
-    (BatchNorm's running statistics, as the seeds' preview code does); G's mode is restored."""
+def generate(g: torch.nn.Module, z: Tensor, device: torch.device | str, batch_size: int = 500,
+             y: Tensor | None = None) -> Tensor:
+    """uint8 images [N, C, H, W] on the CPU for latents z (and class labels y, for a conditional
+    G), drawn in batches with G in eval mode (BatchNorm's running statistics, as the seeds' preview
+    code does); G's mode is restored."""
     from gankit.images import to_uint8
 
     was_training = g.training
     g.eval()
+    labels = y.split(batch_size) if y is not None else [None] * len(z.split(batch_size))
     try:
-        out = [to_uint8(g(chunk.to(device))).cpu() for chunk in z.split(batch_size)]
+        out = [to_uint8(g(chunk.to(device)) if yc is None else g(chunk.to(device), yc.to(device))).cpu()
+               for chunk, yc in zip(z.split(batch_size), labels)]
     finally:
         g.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.uint8)
+
+
+def grid_labels(n: int, num_classes: int) -> Tensor | None:
+    """Labels for a sample grid of n images: class k on row k (rows of n // num_classes images
+    where that divides, cycling otherwise); None for an unconditional G."""
+    if num_classes <= 0:
+        return None
+    per_row = max(1, n // num_classes)
+    return (torch.arange(n) // per_row) % num_classes
 
 
 def pick_device(name: str) -> torch.device:

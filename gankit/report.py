@@ -180,6 +180,10 @@ def health_warnings(records: list[dict], grid_png: Path | None = None, image_sha
         if means[1] < means[2] < means[3] and means[3] > _G_RISE * abs(means[1]):
             warnings.append("G loss rising steadily: quarter means " + ", ".join(f"{m:.3g}" for m in means))
 
+    live = [r.get("message", "") for r in records if r.get("event") == "warning"]
+    if live:  # what the trainer printed as it happened (gankit.health), the latest three
+        warnings.append(f"{len(live)} warning(s) during training, latest: " + " | ".join(live[-3:]))
+
     rollbacks = [r for r in records if r.get("event") == "rollback"]
     if rollbacks:
         reasons = "; ".join(f"step {r.get('diverged_at', '?')}: {r.get('reason', '?')}" for r in rollbacks)

@@ -29,13 +29,33 @@ class TrainedGenerator:
     checkpoint: Path
     uses_ema: bool
     device: torch.device
+    num_classes: int = 0  # > 0: a class-conditional G, which needs labels
+
+    def labels(self, n: int, class_index: int | None = None, by_class: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Labels for n images: all `class_index`; n per class in class order (`by_class`);
+        uniform at random; None for an unconditional G. Raises UserError naming --class."""
+        if not self.num_classes:
+            if class_index is not None or by_class:
+                raise UserError("--class/--by-class: this generator was trained without --conditioning, "
+                                "so it cannot be asked for a class")
+            return None
+        if class_index is not None:
+            if not 0 <= class_index < self.num_classes:
+                raise UserError(f"--class {class_index}: this generator knows classes 0..{self.num_classes - 1}")
+            return torch.full((n,), class_index, dtype=torch.long)
+        if by_class:
+            return torch.arange(self.num_classes).repeat_interleave(n)
+        return torch.randint(0, self.num_classes, (n,), generator=generator)
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, generator=generator)
 
-    def images(self, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-        """uint8 [N, C, H, W] on the CPU for latents z, drawn in batches."""
-        return generate(self.g, z, self.device, batch_size)
+    def images(self, z: torch.Tensor, batch_size: int = 500, y: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 [N, C, H, W] on the CPU for latents z (and labels y), drawn in batches."""
+        if self.num_classes and y is None:
+            y = self.labels(len(z), generator=torch.Generator().manual_seed(0))
+        return generate(self.g, z, self.device, batch_size, y=y)
 
 
 def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator:
@@ -44,6 +64,7 @@ def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator
     if is_export(Path(target)):
         description, weights, path = load_export(Path(target))
         state = {"config": description["config"], "image_shape": description["image_shape"],
+                 "num_classes": description.get("num_classes", 0),
                  "progress": {"step": description["step"]}, "generator": weights}
         use_ema = bool(description.get("ema"))
     else:
@@ -51,10 +72,11 @@ def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator
         use_ema = state.get("generator_ema") is not None
     cfg = make_config(state["config"])
     dev = pick_device(device)
-    g, _ = build(net_spec(cfg, tuple(state["image_shape"])))
-    g.load_state_dict(state["generator_ema"] if use_ema and "generator_ema" in state else state["generator"])
+    classes = int(state.get("num_classes") or 0) if cfg.conditioning != "none" else 0
+    g, _ = build(net_spec(cfg, tuple(state["image_shape"]), classes))
+    g.load_state_dict(state["generator_ema"] if use_ema and state.get("generator_ema") else state["generator"])
     g.to(dev).eval()
-    return TrainedGenerator(g, cfg, int(state["progress"]["step"]), path, use_ema, dev)
+    return TrainedGenerator(g, cfg, int(state["progress"]["step"]), path, use_ema, dev, classes)
 
 
 def _newest_state(target: str | Path) -> tuple[Path, dict]:
@@ -95,7 +117,8 @@ def interpolation(tg: TrainedGenerator, rows: int, steps: int, seed: int) -> tor
     rng = torch.Generator().manual_seed(seed)
     a, b = tg.latent(rows, rng), tg.latent(rows, rng)
     path = interpolate_latents(a, b, steps, tg.cfg.latent_dist)
-    images = tg.images(path.reshape(rows * steps, -1))
+    y = tg.labels(rows, generator=rng)  # a conditional G keeps one class along each walk
+    images = tg.images(path.reshape(rows * steps, -1), y=y.repeat_interleave(steps) if y is not None else None)
     return images.view(rows, steps, *images.shape[1:])
 
 

@@ -12,18 +12,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+import torch.nn.functional as F
+
+from gankit.augment import diff_augment, parse_augment_policy
 from gankit.config import Config
 from gankit.distributed import Replica
-from gankit.losses import LOSSES, Loss, gradient_penalty
+from gankit.losses import LOSSES, Loss, gradient_penalty, r1_penalty
 from gankit.models import sample_latent
 from gankit.speed import autocast, compiled, has_batchnorm, resolve_precision, to_channels_last, warn_stderr
 
-STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_updates")
+STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_sign_real", "d_class_loss",
+             "d_updates")
 
 
 class GANStep:
     """Updates G and D in place. Holds references to the nets and optimisers, no state of its own,
-    so loading a checkpoint into the nets (resume, rollback) needs nothing from it."""
+    so loading a checkpoint into the nets (resume, rollback) needs nothing from it.
+
+    A real batch is (images, labels); labels matter only to a class-conditional G/D, whose fakes
+    get labels drawn uniformly. D's regularisers: the loss's own gradient penalty (WGAN-GP), lazy
+    R1 on reals, DiffAugment on everything D sees, ACGAN's class loss.
+    """
 
     def __init__(self, cfg: Config, g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
                  opt_d: torch.optim.Optimizer, device: torch.device, *, warn=warn_stderr,
@@ -31,6 +40,9 @@ class GANStep:
         self.cfg, self.g, self.d, self.opt_g, self.opt_d, self.device = cfg, g, d, opt_g, opt_d, device
         self.loss: Loss = LOSSES[cfg.loss]
         self.dtype = resolve_precision(cfg.precision, device)
+        self.num_classes = int(getattr(g, "num_classes", 0))
+        self.aux_classes = int(getattr(d, "aux_classes", 0))
+        self.augment = parse_augment_policy(cfg.augment)
         to_channels_last(g, cfg.channels_last)
         to_channels_last(d, cfg.channels_last)
         # --- several processes (gankit.distributed): one of N replicas, nets wrapped in DDP ---
@@ -58,19 +70,39 @@ class GANStep:
     def _uniform(self, n: int) -> Tensor:
         return self.replica.draw(n, lambda m, rng: torch.rand(m, device=self.device, generator=rng))
 
-    def _g(self, z: Tensor) -> Tensor:
-        with autocast(self.device, self.dtype):
-            return self.g_call(z).float()
+    def fake_labels(self, n: int) -> Tensor | None:
+        if not self.num_classes:
+            return None
+        return self.replica.draw(n, lambda m, rng: torch.randint(0, self.num_classes, (m,), device=self.device,
+                                                                 generator=rng))
 
-    def _d(self, x: Tensor, noise_sigma: float, call=None) -> Tensor:
-        """D's logits, float32, through `call` (default: D's own step's). Instance noise (Sønderby
-        et al.) blurs both distributions early."""
+    def _g(self, z: Tensor, y: Tensor | None) -> Tensor:
+        with autocast(self.device, self.dtype):
+            out = self.g_call(z) if y is None else self.g_call(z, y)
+        return out.float()
+
+    def _d(self, x: Tensor, y: Tensor | None, noise_sigma: float, call=None) -> tuple[Tensor, Tensor | None]:
+        """D's logits (and an ACGAN D's class logits), float32, through `call` (default: D's own
+        step's). DiffAugment first (both real and
+        fake pass through it, so D never learns the augmentations as a tell), then instance noise
+        (Sønderby et al.), which blurs both distributions early."""
+        if self.augment:
+            x = diff_augment(x, self.augment)
         if noise_sigma > 0:
             x = x + noise_sigma * torch.randn_like(x)
         if self.cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
-            return (call or self.d_call)(x).float()
+            call = call or self.d_call
+            out = call(x) if y is None or not self._d_takes_labels else call(x, y)
+        if self.aux_classes:
+            logits, class_logits = out
+            return logits.float(), class_logits.float()
+        return out.float(), None
+
+    @property
+    def _d_takes_labels(self) -> bool:
+        return self.num_classes > 0
 
     def _targets(self, n: int) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
@@ -89,65 +121,100 @@ class GANStep:
         opt.step()
 
     # ---------------------------------------------------------------- the step
-    def __call__(self, real_batches: list[Tensor], noise_sigma: float, stats: dict) -> tuple[Tensor, Tensor]:
-        """One step on `d_steps` real batches (float, [-1, 1]); returns (D loss, G loss), detached."""
-        fake = None
-        for i, real in enumerate(real_batches):
+    def __call__(self, real_batches: list[tuple[Tensor, Tensor | None]], noise_sigma: float, stats: dict,
+                 step: int = 0) -> tuple[Tensor, Tensor]:
+        """One step on `d_steps` real batches (float images in [-1, 1], labels or None); `step`
+        is the index of this step (lazy R1 runs when step * d_steps + i is a multiple of
+        r1_every). Returns (D loss, G loss), detached."""
+        fake = fake_y = None
+        for i, (real, real_y) in enumerate(real_batches):
             keep_graph = self.cfg.reuse_fakes and i == len(real_batches) - 1
-            d_loss, fake = self.update_d(real, noise_sigma, stats, keep_graph=keep_graph)
-        g_loss = self.update_g(fake if self.cfg.reuse_fakes else None, noise_sigma, stats)
+            with_r1 = self.cfg.r1_gamma > 0 and (step * len(real_batches) + i) % self.cfg.r1_every == 0
+            d_loss, fake, fake_y = self.update_d(real, real_y, noise_sigma, stats, keep_graph=keep_graph,
+                                                 with_r1=with_r1)
+        if self.cfg.reuse_fakes:
+            g_loss = self.update_g(fake, fake_y, noise_sigma, stats)
+        else:
+            g_loss = self.update_g(None, None, noise_sigma, stats)
         return d_loss, g_loss
 
-    def update_d(self, real: Tensor, noise_sigma: float, stats: dict, *, keep_graph: bool = False
-                 ) -> tuple[Tensor, Tensor]:
-        """(1) update D: real images towards "real", G's images towards "fake". Returns D's loss and
-        the fakes (still attached to G's graph when `keep_graph`, for G's step to reuse)."""
-        n = real.shape[0]
+    def update_d(self, real: Tensor, real_y: Tensor | None, noise_sigma: float, stats: dict, *,
+                 keep_graph: bool = False, with_r1: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(1) update D: real images towards "real", G's images towards "fake". Returns D's loss,
+        the fakes (still attached to G's graph when `keep_graph`, for G's step to reuse) and
+        their labels."""
+        cfg, n = self.cfg, real.shape[0]
+        fake_y = self.fake_labels(n)
         if keep_graph:
-            fake = self._g(self.latent(n))
+            fake = self._g(self.latent(n), fake_y)
         else:
             with torch.no_grad():
-                fake = self._g(self.latent(n))
+                fake = self._g(self.latent(n), fake_y)
         fake_in = fake.detach()
+        if with_r1:
+            real = real.detach().requires_grad_(True)
         real_t, fake_t = self._targets(n)
-        if self.cfg.d_split_update:
+        class_loss = None
+        if cfg.d_split_update:
             # Keras' two train_on_batch calls (seed 000): two optimiser steps on half-losses.
-            real_logits = self._d(real, noise_sigma)
+            real_logits, _ = self._d(real, real_y, noise_sigma)
             half = self.loss.real_term(real_logits, real_t)
             self._apply(self.opt_d, half)
-            fake_logits = self._d(fake_in, noise_sigma)
+            fake_logits, _ = self._d(fake_in, fake_y, noise_sigma)
             other = self.loss.fake_term(fake_logits, fake_t)
             self._apply(self.opt_d, other)
             loss = (half + other).detach()
         else:
             if self.joint_d:
-                real_logits, fake_logits = self._d(torch.cat([real, fake_in]), noise_sigma).split(n)
+                both_y = None if real_y is None or fake_y is None else torch.cat([real_y, fake_y])
+                logits, class_logits = self._d(torch.cat([real, fake_in]), both_y, noise_sigma)
+                real_logits, fake_logits = logits.split(n)
+                real_cls, fake_cls = class_logits.split(n) if class_logits is not None else (None, None)
             else:
-                real_logits, fake_logits = self._d(real, noise_sigma), self._d(fake_in, noise_sigma)
+                real_logits, real_cls = self._d(real, real_y, noise_sigma)
+                fake_logits, fake_cls = self._d(fake_in, fake_y, noise_sigma)
             loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t)
+            total = loss
             if self.loss.gradient_penalty:
-                loss = loss + self.cfg.gp_weight * gradient_penalty(lambda x: self._d(x, 0.0), real, fake_in)
-            self._apply(self.opt_d, loss)
+                total = total + cfg.gp_weight * gradient_penalty(lambda x: self._d(x, real_y, 0.0)[0], real, fake_in)
+            if with_r1:
+                # Lazy regularisation: gamma/2 * E|grad D|^2, applied every r1_every-th update,
+                # so scaled by r1_every to keep its average strength (StyleGAN2, appendix B).
+                total = total + (cfg.r1_gamma / 2) * cfg.r1_every * r1_penalty(real_logits, real)
+            if real_cls is not None:
+                class_loss = F.cross_entropy(real_cls, real_y) + F.cross_entropy(fake_cls, fake_y)
+                total = total + cfg.acgan_weight * class_loss
+            self._apply(self.opt_d, total)
         with torch.no_grad():
-            self.last_logits = (real_logits.detach(), fake_logits.detach())
-            r, f = self.loss.readout(real_logits.detach()), self.loss.readout(fake_logits.detach())
+            real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
+            self.last_logits = (real_logits, fake_logits)
+            r, f = self.loss.readout(real_logits), self.loss.readout(fake_logits)
             stats["d_loss"] += loss.detach()
             stats["d_real"] += r.mean()
             stats["d_fake"] += f.mean()
             stats["d_acc_real"] += (r > self.loss.threshold).float().mean()
             stats["d_acc_fake"] += (f <= self.loss.threshold).float().mean()
+            # ADA's overfitting heuristic r_t = E[sign(D(x_real))]: near 1 when D is sure of every
+            # training image, ~0 when it cannot tell (Karras et al. 2020 aim for 0.6).
+            stats["d_sign_real"] += torch.sign(r - self.loss.threshold).mean()
+            if class_loss is not None:
+                stats["d_class_loss"] += class_loss.detach()
             stats["d_updates"] += 1
-        return loss.detach(), fake
+        return loss.detach(), fake, fake_y
 
-    def update_g(self, fake: Tensor | None, noise_sigma: float, stats: dict) -> Tensor:
+    def update_g(self, fake: Tensor | None, fake_y: Tensor | None, noise_sigma: float, stats: dict) -> Tensor:
         """(2) update G: make D call G's images real. D's weights get no gradients here."""
         if fake is None:
-            fake = self._g(self.latent(self.replica.batch))
+            fake_y = self.fake_labels(self.replica.batch)
+            fake = self._g(self.latent(self.replica.batch), fake_y)
         self.d.requires_grad_(False)
         try:
-            loss = self.loss.g_loss(self._d(fake, noise_sigma, self.d_frozen_call))
-            self._apply(self.opt_g, loss)
+            logits, class_logits = self._d(fake, fake_y, noise_sigma, self.d_frozen_call)
+            loss = self.loss.g_loss(logits)
+            total = loss if class_logits is None else loss + self.cfg.acgan_weight * F.cross_entropy(class_logits, fake_y)
+            self._apply(self.opt_g, total)
         finally:
             self.d.requires_grad_(True)
         stats["g_loss"] += loss.detach()
         return loss.detach()
+

@@ -32,7 +32,9 @@ from gankit.data import ImageSet, open_dataset
 from gankit.distributed import Dist, batch_split, describe_batch
 from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
-from gankit.models import generate, net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.ema import GeneratorEMA
+from gankit.health import LiveHealth
+from gankit.models import generate, grid_labels, net_spec, pick_device, sample_latent, steps_for_epochs
 from gankit.step import GANStep
 from gankit.nets import build, count_params
 from gankit import viz
@@ -90,11 +92,13 @@ class Run:
         self.total_steps = cfg.steps if cfg.steps is not None else steps_for_epochs(
             cfg.epochs if cfg.epochs is not None else 1, self.batches_per_epoch, cfg.d_steps)
         torch.manual_seed(cfg.seed)  # before building: weight init draws from this RNG
-        self.g, self.d = build(net_spec(cfg, self.data.image_shape))
+        self.num_classes = self._conditional_classes()
+        self.g, self.d = build(net_spec(cfg, self.data.image_shape, self.num_classes))
         if cfg.sync_batchnorm:
             self.g, self.d = (self.dist.sync_batchnorm(net, self.device) for net in (self.g, self.d))
         self.g.to(self.device)
         self.d.to(self.device)
+        self.ema = GeneratorEMA(self.g, cfg.ema_half_life, cfg.ema_rampup) if cfg.ema_half_life > 0 else None
         # foreach Adam: one kernel per tensor group rather than per parameter (the fused variant is
         # CUDA-only for some dtypes and no faster on CPU for nets this size).
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g),
@@ -118,6 +122,25 @@ class Run:
                 raise UserError("--tensorboard on: the tensorboard package is not installed; "
                                 "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
         self._report_failed = False
+        self.health = LiveHealth()
+        self._worst_loss: Tensor | None = None  # largest |loss| since the last divergence check, on the device
+        self._grid_diversity: float | None = None  # per-pixel spread of the latest sample grid
+
+    def _conditional_classes(self) -> int:
+        """Classes G and D are conditioned on: 0 unless --conditioning asks, then the data's."""
+        cfg, data = self.cfg, self.data
+        if cfg.conditioning == "none":
+            return 0
+        if data.labels is None or data.num_classes < 2:
+            raise UserError(f"--conditioning {cfg.conditioning} needs labelled images with at least 2 classes; "
+                            f"{data.name} has none (an image folder gets labels from class sub-folders). "
+                            f"Use --conditioning none")
+        return data.num_classes
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The G that samples, grids and evaluations use: the EMA of G's weights when kept."""
+        return self.ema.module if self.ema is not None else self.g
 
     def _make_evaluator(self):
         from gankit.metrics.evaluate import Evaluator, make_extractor, parse_metrics
@@ -142,6 +165,8 @@ class Run:
             "image_shape": list(self.data.image_shape),
             "num_classes": self.data.num_classes,
             "generator": self.g.state_dict(),
+            "generator_ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "discriminator": self.d.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -156,6 +181,8 @@ class Run:
 
     def load_state_dict(self, state: dict) -> None:
         self.g.load_state_dict(state["generator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.d.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -194,21 +221,31 @@ class Run:
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
-    def _divergence(self, d_loss: Tensor, g_loss: Tensor, stop: bool) -> str | None:
-        """Why this step's losses show divergence, or None; also settles `_stop_requested`. The one
-        host sync per step: a NaN must be caught in the step it appears, before it reaches a
-        checkpoint. In several processes it is one all_gather, and every rank takes the same
-        decisions from it: a NaN on any rank rolls all of them back, a signal to any stops all."""
-        wants_stop = torch.tensor(float(stop), device=d_loss.device)
-        rows = self.dist.rows(torch.stack([d_loss.float(), g_loss.float(), wants_stop]))
+    def _divergence(self, d_loss: Tensor, g_loss: Tensor, check_now: bool, wants_stop: bool = False
+                    ) -> str | None:
+        """Why the losses since the last check show divergence, or None; at a check it also settles
+        `_stop_requested` from `wants_stop` (a signal, the deadline).
+
+        The largest |loss| is kept on the device (NaN wins torch.maximum) and read back only
+        when `check_now`: every step on the CPU, where reading costs nothing, and once per log
+        line or checkpoint on a GPU, where a read stalls the queue of kernels. A NaN is thus always
+        caught before it reaches a log line or a checkpoint. In several processes the read is one
+        all_gather, and every rank takes the same decisions from it: a NaN on any rank rolls all of
+        them back, a signal to any one stops all of them after the same step."""
+        step_worst = torch.stack([d_loss.detach().float().abs(), g_loss.detach().float().abs()])
+        self._worst_loss = step_worst if self._worst_loss is None else torch.maximum(self._worst_loss, step_worst)
+        if not check_now:
+            return None
+        stop = torch.tensor([float(wants_stop)], device=self._worst_loss.device)
+        rows, self._worst_loss = self.dist.rows(torch.cat([self._worst_loss, stop])), None
         self._stop_requested = any(row[2] for row in rows)
         for rank, row in enumerate(rows):
             where = f" on rank {rank}" if len(rows) > 1 else ""
             for name, value in zip(("d_loss", "g_loss"), row[:2]):
-                if value != value or abs(value) == float("inf"):
+                if value != value or value == float("inf"):
                     return f"{name} is {value}{where}"
-                if abs(value) > self.cfg.loss_limit:
-                    return f"{name} is {value:.3g}{where}, beyond --loss-limit {self.cfg.loss_limit:g}"
+                if value > self.cfg.loss_limit:
+                    return f"|{name}| reached {value:.3g}{where}, beyond --loss-limit {self.cfg.loss_limit:g}"
         return None
 
     def _nonfinite_weights(self) -> str | None:
@@ -247,7 +284,7 @@ class Run:
             tqdm.write(message)
 
     # ---------------------------------------------------------------- data
-    def _next_real_batch(self, images: Tensor) -> Tensor:
+    def _next_real_batch(self, images: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """This process's real batch: its slice of the next global batch of the epoch's permutation
         (every rank draws the same permutation; rank r takes the r-th `batch` images of each global batch)."""
         p, b, n = self.progress, self.batch, self.global_batch
@@ -260,21 +297,27 @@ class Run:
         idx = p.permutation[start:start + b].to(self.device)
         p.position += n
         p.images_seen += n
-        return to_float(images.index_select(0, idx))
+        return to_float(images.index_select(0, idx)), labels.index_select(0, idx) if labels is not None else None
 
     # ---------------------------------------------------------------- one step
     def noise_sigma(self) -> float:
         """Instance noise's std at this step: annealed linearly to zero at the last step."""
         return self.cfg.instance_noise * max(0.0, 1.0 - self.progress.step / self.total_steps)
 
-    def train_step(self, images: Tensor, stats: dict) -> tuple[Tensor, Tensor]:
-        """`d_steps` D updates on the next real batches, one G update; returns the detached losses."""
+    def train_step(self, images: Tensor, stats: dict, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`d_steps` D updates on the next real batches, one G update, G's EMA; returns the
+        detached losses. `labels` (on the device) are needed by a conditional G/D only."""
         self._set_learning_rates()
         self.dist.reseed(self.cfg.seed, self.progress.step)  # several processes: this rank's own noise
-        reals = [self._next_real_batch(images) for _ in range(self.cfg.d_steps)]
-        losses = self.gan_step(reals, self.noise_sigma(), stats)
+        reals = [self._next_real_batch(images, labels) for _ in range(self.cfg.d_steps)]
+        losses = self.gan_step(reals, self.noise_sigma(), stats, self.progress.step)
+        if self.ema is not None:
+            self.ema.update(self.g, self.global_batch)  # the half-life counts every process's images
         self.progress.step += 1
         return losses
+
+    def device_labels(self) -> Tensor | None:
+        return self.data.labels.to(self.device) if self.num_classes else None
 
     # ---------------------------------------------------------------- schedule
     def _is_sample_step(self, step: int, epoch_ended: bool) -> bool:
@@ -286,8 +329,12 @@ class Run:
         """Draw the fixed latents with G in eval mode (BatchNorm running stats), as the seeds do."""
         if not self.dist.is_main:
             return
-        images = generate(self.g, self.fixed_z, self.device)
-        picture = viz.grid(images, scale=2 if self.data.image_shape[1] <= 32 else 1)
+        y = grid_labels(len(self.fixed_z), self.num_classes)
+        images = generate(self.sampler, self.fixed_z, self.device, y=y)
+        if len(images) > 1 and self.progress.step > 0:  # reported once, in the next log line
+            self._grid_diversity = float(images.float().std(0).mean())
+        nrow = max(1, len(self.fixed_z) // self.num_classes) if self.num_classes else None  # a class per row
+        picture = viz.grid(images, nrow=nrow, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path)
@@ -302,8 +349,10 @@ class Run:
         cfg, p = self.cfg, self.progress
         z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
                           generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
-        self.dist.broadcast_buffers(self.g)  # rank 0's BatchNorm statistics: the ones its checkpoints hold
-        images = generate(self.g, self.dist.part(z), self.device)
+        y = (torch.randint(0, self.num_classes, (cfg.eval_n,), generator=torch.Generator().manual_seed(cfg.seed + 3))
+             if self.num_classes else None)
+        self.dist.broadcast_buffers(self.sampler)  # rank 0's BatchNorm statistics: the ones its checkpoints hold
+        images = generate(self.sampler, self.dist.part(z), self.device, y=None if y is None else self.dist.part(y))
         extract = self.evaluator.extractor if self.dist.is_main else self.evaluator
         shares = self.dist.gather(extract(images))
         if not self.dist.is_main:
@@ -378,6 +427,17 @@ class Run:
         if not self.quiet:
             print(msg, flush=True)
 
+    def _warn(self, message: str) -> None:
+        """Health warnings show even with -q (on stderr then): they call for action. Rank 0's only:
+        every rank logs the same all-ranks statistics."""
+        if not self.dist.is_main:
+            return
+        if self.quiet:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            from tqdm import tqdm
+            tqdm.write(message)
+
     def _install_signal_handlers(self):
         """First SIGINT/SIGTERM: finish the step, checkpoint, exit cleanly. Second: stop at once."""
         previous = {}
@@ -386,7 +446,7 @@ class Run:
             if self._signalled:
                 signal.signal(signum, previous.get(signum, signal.SIG_DFL))
                 raise KeyboardInterrupt
-            self._signalled = True  # acted on after this step, by every rank together (_divergence)
+            self._signalled = True  # acted on at the next check, by every rank together (_divergence)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -399,6 +459,7 @@ class Run:
         """Train to `total_steps`, writing samples, metrics and checkpoints. Returns a summary."""
         cfg, p = self.cfg, self.progress
         images = self.data.images.to(self.device)  # once, for the whole run
+        labels = self.device_labels()
         metrics_path = self.run_dir / "metrics.jsonl"
         if p.step >= self.total_steps:
             self._log(f"already at step {p.step} of {self.total_steps}: nothing to do "
@@ -420,8 +481,14 @@ class Run:
         try:
             with self._open_metrics(metrics_path) as metrics_file:
                 while p.step < self.total_steps:
-                    d_loss, g_loss = self.train_step(images, stats)
-                    reason = self._divergence(d_loss, g_loss, self._signalled or time.perf_counter() > deadline)
+                    d_loss, g_loss = self.train_step(images, stats, labels)
+                    wants_stop = self._signalled or time.perf_counter() > deadline
+                    # Several processes check only at steps every rank knows to be checks (each step
+                    # on the CPU): there they agree, and a stop wanted in between waits for the next.
+                    check_now = (self.device.type == "cpu" or p.step % cfg.log_every == 0
+                                 or p.step % cfg.checkpoint_every == 0 or p.step == self.total_steps
+                                 or (wants_stop and not self.dist.active))
+                    reason = self._divergence(d_loss, g_loss, check_now, wants_stop)
                     if reason:
                         self._roll_back(reason, metrics_path)
                         p = self.progress
@@ -438,6 +505,9 @@ class Run:
                         p.seconds += elapsed
                         record = self._record(stats, tick_images / max(elapsed, 1e-9))
                         metrics_file.write(json.dumps(record) + "\n")
+                        for warning in self.health.check(record):
+                            metrics_file.write(json.dumps({"step": p.step, "event": "warning", "message": warning}) + "\n")
+                            self._warn(warning)
                         metrics_file.flush()
                         if self.tb is not None:
                             self.tb.scalars(record)
@@ -500,15 +570,22 @@ class Run:
         p = self.progress
         n_d = max(float(stats["d_updates"]), 1.0)
         # One transfer for all statistics of the tick.
-        keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+        keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_sign_real")
+        if self.gan_step.aux_classes:
+            keys += ("d_class_loss",)
+        grad_norms = [_grad_norm(self.g), _grad_norm(self.d)]  # of the tick's last G and D updates
         values = torch.stack([torch.as_tensor(stats[k], dtype=torch.float32, device=self.device)
-                              for k in keys])
+                              for k in keys] + grad_norms)
         values = self.dist.mean(values).tolist()  # several processes: the global batch's statistics
+        grad_values, values = values[len(keys):], values[:len(keys)]
         g_updates = n_d / self.cfg.d_steps
         record = {"step": p.step, "epoch": round(p.epoch + p.position / len(self.data), 4),
                   "images_seen": p.images_seen, "time_s": round(p.seconds, 3)}
         for k, v in zip(keys, values):
             record[k] = v / (g_updates if k == "g_loss" else n_d)
+        record["g_grad_norm"], record["d_grad_norm"] = grad_values
+        if self._grid_diversity is not None:
+            record["grid_diversity"], self._grid_diversity = round(self._grid_diversity, 3), None
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]
         record["lr_d"] = self.opt_d.param_groups[0]["lr"]
         record["images_per_s"] = round(images_per_s, 1)
@@ -519,6 +596,14 @@ class Run:
         return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": self.total_steps,
                 "epochs": round(p.epoch + p.position / len(self.data), 3), "images_seen": p.images_seen,
                 "seconds": round(p.seconds, 1)}
+
+
+def _grad_norm(net: torch.nn.Module) -> Tensor:
+    """L2 norm of all of a net's current gradients (0 when none are kept), on the device."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=next(net.parameters()).device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 class _Discard:

@@ -191,9 +191,10 @@ def test_global_batch_size_in_one_process_is_the_batch(tmp_path, capsys):
 # ---------------------------------------------------------------- torchrun end to end
 @pytest.mark.slow
 def test_two_processes_of_batch_b_train_as_one_process_of_batch_2b(tmp_path, env):
-    # Label flips are drawn for the global batch and sliced; G's step reuses D's fakes (G's forward in
-    # D's phase, its backward in G's) and D scores real and fake in one call (no BatchNorm).
-    args = [*NO_BN, *LIGHT, "--steps", "4", "--log-every", "2", "--label-flip", "0.2", "--reuse-fakes", "true"]
+    # Label flips and the fakes' classes are drawn for the global batch and sliced; G's step reuses
+    # D's fakes (G's forward in D's phase, its backward in G's); D scores real and fake in one call.
+    args = [*NO_BN, *LIGHT, "--steps", "4", "--log-every", "2", "--label-flip", "0.2", "--reuse-fakes", "true",
+            "--conditioning", "projection"]
     two = torchrun(tmp_path / "two", env, "--batch-size", "8", *args)
     one = train_here(tmp_path / "one", "--batch-size", "16", *args)
     assert largest_difference(weights(two), weights(one)) < 1e-5

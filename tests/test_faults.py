@@ -25,12 +25,12 @@ def poison_generator_at(monkeypatch, steps):
     """Make G's weights NaN just before each step in `steps` (counted from 1)."""
     original = Run.train_step
 
-    def train_step(self, images, stats):
+    def train_step(self, images, stats, labels=None):
         if self.progress.step + 1 in steps:
             steps.discard(self.progress.step + 1) if isinstance(steps, set) else None
             with torch.no_grad():
                 next(self.g.parameters()).fill_(float("nan"))
-        return original(self, images, stats)
+        return original(self, images, stats, labels)
 
     monkeypatch.setattr(Run, "train_step", train_step)
 
@@ -144,12 +144,12 @@ def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_
     # there) but would poison every sample drawn in eval mode.
     original = Run.train_step
 
-    def train_step(self, images, stats):
+    def train_step(self, images, stats, labels=None):
         if self.progress.step + 1 == 5 and not getattr(self, "_poisoned", False):
             self._poisoned = True
             bn = next(m for m in self.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
             bn.running_var.fill_(float("nan"))
-        return original(self, images, stats)
+        return original(self, images, stats, labels)
 
     monkeypatch.setattr(Run, "train_step", train_step)
     out = tmp_path / "run"
@@ -159,3 +159,17 @@ def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_
     for path in (out / "checkpoints").glob("ckpt_*.pt"):
         state = ckpt_io.load(path)
         assert all(torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point())
+
+
+def test_divergence_between_checks_is_remembered_until_the_next_check(tmp_path):
+    # On a GPU the losses are read only at log lines and checkpoints; a NaN in between must
+    # still be reported then, even if later steps look fine.
+    from gankit.config import make_config
+    run = Run(make_config({"width": 8, "batch_size": 16, "steps": 10}), tmp_path / "r", quiet=True)
+    one = torch.tensor(1.0)
+    assert run._divergence(torch.tensor(float("nan")), one, check_now=False) is None
+    assert run._divergence(one, one, check_now=False) is None
+    assert run._divergence(one, one, check_now=True) == "d_loss is nan"
+    assert run._divergence(one, one, check_now=True) is None  # the check resets the memory
+    run._divergence(one, torch.tensor(-5e6), check_now=False)
+    assert "beyond --loss-limit" in run._divergence(one, one, check_now=True)

@@ -58,7 +58,11 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     ["--preset", "mlp-gan", "--dataset", "mnist-5k", *TINY_MLP, "--label-flip", "0.1",
      "--lr-decay", "keras-time", "--lr-decay-rate", "0.01"],  # split D update
     ["--arch", "dcgan", "--loss", "wgan-gp", "--d-steps", "2"],
-], ids=["dcgan-small", "mlp-dropout", "mlp-split-tricks", "dcgan-wgan-gp"])
+    # the stabilisers: their RNG draws (augmentation, labels) and state (EMA, lazy R1's schedule)
+    ["--arch", "resnet", "--conditioning", "acgan", "--spectral-norm", "--loss", "hinge", "--augment",
+     "color,translation,cutout", "--r1-gamma", "1", "--r1-every", "2", "--ema-half-life", "100",
+     "--ema-rampup", "0.5"],
+], ids=["dcgan-small", "mlp-dropout", "mlp-split-tricks", "dcgan-wgan-gp", "resnet-stabilisers"])
 def test_resumed_run_equals_straight_run(tmp_path, extra):
     straight = train(tmp_path, "straight", "--steps", "7", *extra)
     interrupted = train(tmp_path, "interrupted", "--steps", "4", *extra)
@@ -70,8 +74,13 @@ def test_resumed_run_equals_straight_run(tmp_path, extra):
         assert torch.equal(g_a[key], g_b[key]), key
     for key in d_a:
         assert torch.equal(d_a[key], d_b[key]), key
+    ema_a, ema_b = load(latest(straight))["generator_ema"], load(latest(interrupted))["generator_ema"]
+    assert (ema_a is None) == (ema_b is None)
+    for key in ema_a or {}:
+        assert torch.equal(ema_a[key], ema_b[key]), key
     # the log of the resumed run continues without gaps or repeats
-    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()
+             if "event" not in json.loads(line)]
     assert steps == [2, 4, 6, 7]
 
 
@@ -246,3 +255,38 @@ def test_training_writes_tensorboard_events(tmp_path):
     assert [e.step for e in events.Scalars("loss/d")] == [2, 4]
     assert "samples/fixed_grid" in tags["images"]
     assert {"D/logits_real", "D/logits_fake"} <= set(tags["histograms"])
+
+
+def test_conditional_run_with_ema_samples_by_class(tmp_path, capsys):
+    out = train(tmp_path, "cond", "--arch", "resnet", "--conditioning", "projection", "--spectral-norm",
+                "--loss", "hinge", "--ema-half-life", "500", "--augment", "translation,cutout",
+                "--r1-gamma", "0.1", "--r1-every", "2", "--steps", "4", "--tensorboard", "off")
+    state = load(latest(out))
+    assert state["generator_ema"] is not None and state["num_classes"] == 10
+    ema, raw = state["generator_ema"], state["generator"]
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    grid = tmp_path / "three.png"
+    assert main(["sample", str(out), "-n", "4", "--class", "3", "--out", str(grid)]) == 0
+    assert "EMA weights" in capsys.readouterr().out
+    rows = tmp_path / "rows.png"
+    assert main(["sample", str(out), "-n", "2", "--by-class", "--out", str(rows), "-q"]) == 0
+    w, h = Image.open(rows).size
+    assert h > w  # 10 rows of 2
+    assert main(["sample", str(out), "-n", "2", "--class", "10", "--out", str(grid)]) == 2
+    assert "--class 10" in capsys.readouterr().err
+
+
+def test_class_flags_on_an_unconditional_generator_are_refused(tmp_path, capsys):
+    out = train(tmp_path, "plain", "--steps", "2", "--tensorboard", "off")
+    assert main(["sample", str(out), "-n", "2", "--class", "1", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--conditioning" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_conditioning_needs_labels(tmp_path, capsys):
+    images = np.zeros((40, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "unlabelled.npy", images)
+    code = main(["train", "-q", "--out", str(tmp_path / "r"), *TINY, "--dataset", str(tmp_path / "unlabelled.npy"),
+                 "--conditioning", "acgan", "--steps", "1"])
+    assert code == 2 and "--conditioning" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
