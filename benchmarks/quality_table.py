@@ -73,9 +73,11 @@ def measure(run_dir: Path, preset: str, seed: int, dataset: str, marks: list[flo
 
 
 def summarise(values: list[float]) -> str:
+    """One value, or the mean ± the standard deviation over seeds; counts with thousands separators."""
+    fmt = ",.0f" if all(float(v).is_integer() and abs(v) >= 1000 for v in values) else ".3g"
     if len(values) == 1:
-        return f"{values[0]:.3g}"
-    return f"{statistics.fmean(values):.3g} ± {statistics.stdev(values):.2g}"
+        return format(values[0], fmt)
+    return f"{format(statistics.fmean(values), fmt)} ± {format(statistics.stdev(values), fmt if fmt != '.3g' else '.2g')}"
 
 
 def table(rows: list[dict], marks: list[float]) -> str:

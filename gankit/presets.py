@@ -115,6 +115,18 @@ PRESETS: dict[str, dict] = {
         "batch_size": 128,
         "epochs": 25,
     },
+    "fast": {
+        "_about": "infogan-lsgan's nets and loss with an EMA of G and reused fakes: the most quality per CPU-minute measured",
+        "dataset": "fashion-mnist",
+        "arch": "infogan",
+        "latent_dim": 96,
+        "loss": "lsgan",
+        "init": "xavier",
+        "lr_g": 1e-3, "lr_d": 1e-3, "beta1_g": 0.5, "beta1_d": 0.5,
+        "batch_size": 128,
+        "ema_half_life": 10_000, "ema_rampup": 0.05,  # StyleGAN2-ADA's settings scaled to 28 px
+        "epochs": 20,
+    },
 }
 
 DEFAULT_PRESET = "default"
