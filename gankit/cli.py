@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         return _train(args, distributed.Dist())
-    with distributed.session(args.dist_timeout) as dist:  # one process, or one of torchrun's
+    with distributed.process_group(args.dist_timeout) as dist:  # one process, or one of torchrun's
         return _train(args, dist)
 
 

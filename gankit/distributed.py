@@ -328,7 +328,7 @@ def is_collective_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def session(timeout_s: float | None = None) -> Iterator[Dist]:
+def process_group(timeout_s: float | None = None) -> Iterator[Dist]:
     """The process group for the length of one `gankit train`, or `Dist()` outside torchrun.
 
     A collective that fails because another rank died or stopped answering becomes RunFailed with

@@ -116,9 +116,12 @@ PRESETS: dict[str, dict] = {
         "epochs": 25,
     },
     "fast": {
-        "_about": "infogan-lsgan's nets and loss with an EMA of G and reused fakes: the most quality per CPU-minute measured",
+        "_about": "class-conditional infogan nets (projection D), LSGAN, EMA of G, reused fakes: most quality per CPU-minute",
         "dataset": "fashion-mnist",
         "arch": "infogan",
+        # Labels are free on Fashion-MNIST: a projection D (Miyato & Koyama 2018) took the 5-minute
+        # FID from 58.8 (unconditional) to 24.6; ACGAN's class head reached 27.2.
+        "conditioning": "projection",
         "latent_dim": 96,
         "loss": "lsgan",
         "init": "xavier",
