@@ -5,9 +5,10 @@ starts to hold for `PATIENCE` lines in a row; it can fire again after the condit
 The thresholds are plain numbers a reader can check on the report's curves:
 
 - D separates real from fake almost perfectly (accuracy > 0.99 on both): G's gradients vanish.
-- ADA's overfitting signal r_t = E[sign(D(x_real))] above 0.9: D is sure of nearly every training
-  image, which on small datasets means it is memorising them (Karras et al. 2020 keep it at 0.6
-  with augmentation).
+- ADA's overfitting signal r_t = E[sign(D(x_real))] above 0.9 while D still takes more than 10% of
+  the fakes for real: D is sure of nearly every training image yet not of G's, which on small
+  datasets means it is memorising them (Karras et al. 2020 keep r_t at 0.6 with augmentation).
+  Early in training D is sure of everything because G is still poor; that is not this.
 - A gradient norm that is not finite or 100x its median so far: an explosion starting.
 - The fixed sample grid's images barely differ (mean per-pixel spread under 2 grey levels) after
   they once differed (a spread 4x larger earlier): mode collapse, or G has gone blank. An untrained
@@ -23,6 +24,7 @@ import statistics
 PATIENCE = 3  # consecutive log lines a condition must hold (an exploding gradient: one)
 D_ACC_MAX = 0.99
 SIGN_REAL_MAX = 0.9
+FAKE_ACC_FOR_OVERFIT = 0.9  # r_t only means memorising while D still misses this share of fakes
 GRAD_JUMP = 100.0
 DIVERSITY_MIN = 2.0  # grey levels
 DIVERSITY_DROP = 4.0  # ... and this many times below the best spread so far
@@ -37,7 +39,7 @@ def _d_wins(r: dict, history: list[dict]) -> str | None:
 
 def _d_overfits(r: dict, history: list[dict]) -> str | None:
     value = r.get("d_sign_real")
-    if value is not None and value > SIGN_REAL_MAX:
+    if value is not None and value > SIGN_REAL_MAX and r.get("d_acc_fake", 1.0) < FAKE_ACC_FOR_OVERFIT:
         return (f"D is sure of nearly every training image (r_t = E[sign D(x)] = {value:.2f} > {SIGN_REAL_MAX}): "
                 "it may be memorising them; try --augment color,translation,cutout or --r1-gamma")
     return None

@@ -41,6 +41,10 @@ def test_low_spread_from_the_start_is_an_untrained_g_not_a_collapse():
     assert len(feed(collapsing)) == 1
 
 
+def test_high_r_t_while_d_beats_a_poor_g_is_not_memorising():
+    assert feed([{**HEALTHY, "d_sign_real": 0.97, "d_acc_fake": 0.95}] * 10) == []
+
+
 def test_a_rule_fires_again_after_it_clears():
     bad = {**HEALTHY, "d_sign_real": 0.99}
     warnings = feed([bad] * PATIENCE + [HEALTHY] + [bad] * PATIENCE)
