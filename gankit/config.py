@@ -248,6 +248,9 @@ def validate(cfg: Config) -> Config:
     _check(cfg.acgan_weight >= 0, "acgan_weight", "must be >= 0")
     _check(cfg.ema_half_life >= 0, "ema_half_life", "is a number of images, >= 0 (0 turns EMA off)")
     _check(cfg.ema_rampup is None or cfg.ema_rampup > 0, "ema_rampup", "must be positive (or none)")
+    _check(not (cfg.d_split_update and (cfg.r1_gamma > 0 or cfg.conditioning == "acgan" or cfg.loss == "wgan-gp")),
+           "d_split_update", "Keras' two half-updates of D leave no place for --r1-gamma, WGAN-GP's penalty or "
+           "ACGAN's class loss; drop --d-split-update (or those)")
     from gankit.augment import parse_augment_policy
     parse_augment_policy(cfg.augment)  # raises UserError naming --augment
     _check(cfg.loss in LOSSES, "loss", f"unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")

@@ -199,3 +199,10 @@ def test_acgan_step_trains_the_class_head():
     stats = GANStep.zero_stats()
     step([(real_batch(), torch.arange(8) % 10)], 0.0, stats)
     assert float(stats["d_class_loss"]) > 0
+
+
+@pytest.mark.parametrize("extra", [{"r1_gamma": 1.0}, {"conditioning": "acgan"}, {"loss": "wgan-gp"}])
+def test_split_d_update_refuses_terms_it_would_drop(extra):
+    from gankit.errors import UserError
+    with pytest.raises(UserError, match="--d-split-update"):
+        make_config({"d_split_update": True, **extra})
