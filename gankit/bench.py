@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from gankit.speed import dtype_name
+
 SAMPLE_COUNT = 10_000  # images drawn for the sampling figure
 
 
@@ -55,7 +57,7 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, secon
 
 def machine_rates(device: torch.device, dtypes: list[torch.dtype], seconds: float = 1.5) -> dict[str, float]:
     """The best of a few matrix sizes: the denominator of every 'share of the machine' figure."""
-    return {_dtype_name(dt): round(max(matmul_gflops(device, dt, n, seconds) for n in (1024, 2048)), 1)
+    return {dtype_name(dt): round(max(matmul_gflops(device, dt, n, seconds) for n in (1024, 2048)), 1)
             for dt in dtypes}
 
 
@@ -105,9 +107,8 @@ class PlainLoop:
         return real.to(self.device)
 
     def _z(self, n: int) -> torch.Tensor:
-        if self.cfg.latent_dist == "uniform":
-            return torch.rand(n, self.cfg.latent_dim, device=self.device) * 2 - 1
-        return torch.randn(n, self.cfg.latent_dim, device=self.device)
+        from gankit.models import sample_latent
+        return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, self.device)
 
     def __call__(self) -> None:
         cfg, loss, g, d = self.cfg, self.loss, self.g, self.d
@@ -236,7 +237,7 @@ def bench_preset(job: dict) -> dict:
     result = {
         "preset": job["preset"], "dataset": run.data.name, "images": len(run.data),
         "batch_size": base.batch_size, "d_steps": base.d_steps, "reuse_fakes": base.reuse_fakes,
-        "device": str(device), "default_precision": _dtype_name(resolve_precision(base.precision, device)),
+        "device": str(device), "default_precision": dtype_name(resolve_precision(base.precision, device)),
         "images_per_s": {c.name: round(c.images_per_s, 1) for c in contenders},
         "flops_per_image": {k: round(v) for k, v in flops.items()},
         "sample_images_per_s": round(SAMPLE_COUNT / sample_s, 1),
@@ -249,10 +250,6 @@ def bench_preset(job: dict) -> dict:
     if device.type == "cuda":
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
     return result
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def _peak_rss_mb() -> float:

@@ -64,13 +64,17 @@ def generate(g: torch.nn.Module, z: Tensor, device: torch.device | str, batch_si
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.uint8)
 
 
+def class_row_length(n: int, num_classes: int) -> int:
+    """Images per row of a grid of n images with a class per row."""
+    return max(1, n // num_classes)
+
+
 def grid_labels(n: int, num_classes: int) -> Tensor | None:
-    """Labels for a sample grid of n images: class k on row k (rows of n // num_classes images
-    where that divides, cycling otherwise); None for an unconditional G."""
+    """Labels for a sample grid of n images: class k on row k (rows of class_row_length images,
+    cycling through the classes when n is not a multiple); None for an unconditional G."""
     if num_classes <= 0:
         return None
-    per_row = max(1, n // num_classes)
-    return (torch.arange(n) // per_row) % num_classes
+    return (torch.arange(n) // class_row_length(n, num_classes)) % num_classes
 
 
 def pick_device(name: str) -> torch.device:

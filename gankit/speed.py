@@ -40,6 +40,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """"float32", "bfloat16": how logs and tables name a precision."""
+    return str(dtype).removeprefix("torch.")
+
+
 def autocast(device: torch.device, dtype: torch.dtype):
     """A context that runs the forward passes in `dtype` (a no-op for float32)."""
     if dtype == torch.float32:

@@ -94,15 +94,11 @@ class GANStep:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
             call = call or self.d_call
-            out = call(x) if y is None or not self._d_takes_labels else call(x, y)
+            out = call(x) if y is None else call(x, y)
         if self.aux_classes:
             logits, class_logits = out
             return logits.float(), class_logits.float()
         return out.float(), None
-
-    @property
-    def _d_takes_labels(self) -> bool:
-        return self.num_classes > 0
 
     def _targets(self, n: int) -> tuple[Tensor, Tensor]:
         cfg = self.cfg

@@ -10,9 +10,9 @@ Under torchrun, one Run per process trains together with the others (gankit.dist
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
+import os
 import signal
 import sys
 import time
@@ -34,7 +34,8 @@ from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
 from gankit.ema import GeneratorEMA
 from gankit.health import LiveHealth
-from gankit.models import generate, grid_labels, net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.models import class_row_length, generate, grid_labels, net_spec, pick_device, sample_latent, steps_for_epochs
+from gankit.speed import dtype_name
 from gankit.step import GANStep
 from gankit.nets import build, count_params
 from gankit import viz
@@ -166,7 +167,7 @@ class Run:
             "num_classes": self.data.num_classes,
             "generator": self.g.state_dict(),
             "generator_ema": self.ema.module.state_dict() if self.ema is not None else None,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": {"images_seen": self.ema.images_seen} if self.ema is not None else None,
             "discriminator": self.d.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -182,7 +183,7 @@ class Run:
     def load_state_dict(self, state: dict) -> None:
         self.g.load_state_dict(state["generator"])
         if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+            self.ema.load_state_dict({"module": state["generator_ema"], **state["ema"]})
         self.d.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -333,7 +334,7 @@ class Run:
         images = generate(self.sampler, self.fixed_z, self.device, y=y)
         if len(images) > 1 and self.progress.step > 0:  # reported once, in the next log line
             self._grid_diversity = float(images.float().std(0).mean())
-        nrow = max(1, len(self.fixed_z) // self.num_classes) if self.num_classes else None  # a class per row
+        nrow = class_row_length(len(self.fixed_z), self.num_classes) if self.num_classes else None
         picture = viz.grid(images, nrow=nrow, scale=2 if self.data.image_shape[1] <= 32 else 1)
         path = self.run_dir / "samples" / f"step_{self.progress.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -562,9 +563,7 @@ class Run:
 
     def _open_metrics(self, path: Path):
         """metrics.jsonl for appending; on ranks other than 0, a file that keeps nothing."""
-        if self.dist.is_main:
-            return open(path, "a", encoding="utf-8")
-        return contextlib.nullcontext(_Discard())
+        return open(path if self.dist.is_main else os.devnull, "a", encoding="utf-8")
 
     def _record(self, stats: dict, images_per_s: float) -> dict:
         p = self.progress
@@ -604,16 +603,6 @@ def _grad_norm(net: torch.nn.Module) -> Tensor:
     if not grads:
         return torch.zeros((), device=next(net.parameters()).device)
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-class _Discard:
-    """Where ranks other than 0 write their log lines."""
-
-    def write(self, text: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -778,5 +767,5 @@ def _announce(run: Run, what: str) -> None:
     run._log(f"data: {d.name}, {len(d)} images {c}x{h}x{w} ({d.source})")
     run._log(f"model: {run.cfg.arch}, G {count_params(run.g):,} params, D {count_params(run.d):,} params; "
              f"loss {run.cfg.loss}; {describe_batch(run.batch, run.dist.world_size)}; device {run.device}, "
-             f"{str(run.gan_step.dtype).removeprefix('torch.')} arithmetic")
+             f"{dtype_name(run.gan_step.dtype)} arithmetic")
     run._log(f"run directory: {run.run_dir}; {what}")
