@@ -17,7 +17,7 @@ from typing import Any
 from gankit.errors import UserError
 
 LOSSES = ("bce", "minimax", "lsgan", "wgan-gp", "hinge")
-CONDITIONINGS = ("none", "projection", "acgan")
+CONDITIONINGS = ("none", "projection", "acgan", "auto")
 LATENT_DISTS = ("normal", "uniform")
 LR_DECAYS = ("none", "keras-time", "linear")
 G_BATCHNORMS = ("none", "post", "pre")
@@ -39,6 +39,7 @@ class Config:
     classes: tuple[int, ...] = ()  # keep only these labels (seed 002's quick check on one class)
     image_size: int | None = None  # resize + centre-crop to this many pixels; None keeps the data's size
     channels: int | None = None  # 1 = grey, 3 = RGB; None keeps the data's channels
+    holdout: int = 0  # training images set aside (not trained on) to watch D overfit, for data without a test split
     skip_bad_images: bool = False  # image folders: skip unreadable files (and count them) instead of stopping
 
     # --- networks ---
@@ -54,7 +55,7 @@ class Config:
     d_dropout: float = 0.0  # dropout in D after each hidden activation (seed 002 uses 0.3)
     init: str = "default"  # weight init; "default" = the architecture's own
     spectral_norm: bool = False  # spectral normalisation on every layer of D (Miyato et al. 2018)
-    conditioning: str = "none"  # labelled data: "projection" (class-conditional G, projection D) or "acgan"
+    conditioning: str = "none"  # labelled data: "projection" (class-conditional G, projection D), "acgan", or "auto": projection when the data has labels
 
     # --- loss and tricks ---
     loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp", "hinge" (SNGAN)
@@ -243,6 +244,7 @@ def validate(cfg: Config) -> Config:
     _check(0 <= cfg.d_dropout < 1, "d_dropout", "must be in [0, 1)")
     _check(cfg.init in INITS, "init", f"must be one of {', '.join(INITS)}")
     _check(cfg.conditioning in CONDITIONINGS, "conditioning", f"must be one of {', '.join(CONDITIONINGS)}")
+    _check(cfg.holdout >= 0, "holdout", "is a number of images, >= 0 (0 = set none aside)")
     _check(cfg.r1_gamma >= 0, "r1_gamma", "must be >= 0 (0 turns R1 off)")
     _check(cfg.r1_every >= 1, "r1_every", "must be at least 1")
     _check(cfg.acgan_weight >= 0, "acgan_weight", "must be >= 0")

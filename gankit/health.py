@@ -9,6 +9,9 @@ The thresholds are plain numbers a reader can check on the report's curves:
   the fakes for real: D is sure of nearly every training image yet not of G's, which on small
   datasets means it is memorising them (Karras et al. 2020 keep r_t at 0.6 with augmentation).
   Early in training D is sure of everything because G is still poor; that is not this.
+- D calls training images real far more often than held-out real images (gap above 0.2; see
+  gankit/heldout.py): the direct sign of memorising that r_t stands in for. Measured only where
+  held-out images exist (a test split, or --holdout N).
 - A gradient norm that is not finite or 100x its median so far: an explosion starting.
 - The fixed sample grid's images barely differ (mean per-pixel spread under 2 grey levels) after
   they once differed (a spread 4x larger earlier): mode collapse, or G has gone blank. An untrained
@@ -25,6 +28,7 @@ PATIENCE = 3  # consecutive log lines a condition must hold (an exploding gradie
 D_ACC_MAX = 0.99
 SIGN_REAL_MAX = 0.9
 FAKE_ACC_FOR_OVERFIT = 0.9  # r_t only means memorising while D still misses this share of fakes
+HELDOUT_GAP_MAX = 0.2  # about 5 standard errors of the gap at 256 images a side
 GRAD_JUMP = 100.0
 DIVERSITY_MIN = 2.0  # grey levels
 DIVERSITY_DROP = 4.0  # ... and this many times below the best spread so far
@@ -42,6 +46,15 @@ def _d_overfits(r: dict, history: list[dict]) -> str | None:
     if value is not None and value > SIGN_REAL_MAX and r.get("d_acc_fake", 1.0) < FAKE_ACC_FOR_OVERFIT:
         return (f"D is sure of nearly every training image (r_t = E[sign D(x)] = {value:.2f} > {SIGN_REAL_MAX}): "
                 "it may be memorising them; try --augment color,translation,cutout or --r1-gamma")
+    return None
+
+
+def _d_memorises(r: dict, history: list[dict]) -> str | None:
+    gap = r.get("d_heldout_gap")
+    if gap is not None and gap > HELDOUT_GAP_MAX:
+        return (f"D calls {r['d_acc_train_probe']:.0%} of training images real but only {r['d_acc_heldout']:.0%} "
+                "of held-out ones: it is memorising the training set; try --augment color,translation,cutout, "
+                "--r1-gamma, or more data")
     return None
 
 
@@ -68,7 +81,7 @@ def _collapse(r: dict, history: list[dict]) -> str | None:
     return None
 
 
-RULES = {"d_wins": _d_wins, "d_overfits": _d_overfits, "gradients": _gradients_explode, "collapse": _collapse}
+RULES = {"d_wins": _d_wins, "d_overfits": _d_overfits, "d_memorises": _d_memorises, "gradients": _gradients_explode, "collapse": _collapse}
 
 
 class LiveHealth:

@@ -405,7 +405,11 @@ def render_report(run_dir: Path) -> str:
     disc = (_plot(_series(train, ["d_real", "d_fake"], {"d_real": "D(x)", "d_fake": "D(G(z))"}),
                   "D output on real vs fake")
             + _plot(_series(train, ["d_acc_real", "d_acc_fake"], {"d_acc_real": "real", "d_acc_fake": "fake"}),
-                    "D accuracy"))
+                    "D accuracy")
+            + _plot(_series(train, ["d_sign_real", "d_acc_train_probe", "d_acc_heldout"],
+                            {"d_sign_real": "r_t = E[sign D(x)]", "d_acc_train_probe": "training images called real",
+                             "d_acc_heldout": "held-out images called real"}),
+                    "D overfitting: training vs held-out real images"))
     sections = [
         ("warnings", "Health warnings", _warnings_section(warnings)),
         ("samples", "Samples over training", _samples_section(frames)),

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from gankit.errors import RunFailed, UserError
 from gankit.images import to_float
 from gankit.ema import GeneratorEMA
 from gankit.health import LiveHealth
+from gankit.heldout import HeldOutProbe, split_holdout
 from gankit.models import class_row_length, generate, grid_labels, net_spec, pick_device, sample_latent, steps_for_epochs
 from gankit.speed import dtype_name
 from gankit.step import GANStep
@@ -61,6 +62,35 @@ def _open_data(cfg: Config) -> ImageSet:
                         image_size=cfg.image_size, channels=cfg.channels, skip_bad=cfg.skip_bad_images)
 
 
+def _resolve_conditioning(cfg: Config, data: ImageSet) -> Config:
+    """--conditioning auto: class-conditional (projection) when the data has labels of 2 or more
+    classes, unconditional otherwise. Resolved once; config.json records the choice."""
+    if cfg.conditioning != "auto":
+        return cfg
+    labelled = data.labels is not None and data.num_classes >= 2
+    return replace(cfg, conditioning="projection" if labelled else "none")
+
+
+def _held_out_images(cfg: Config, data: ImageSet) -> tuple[ImageSet, ImageSet | None]:
+    """(the images to train on, real images D never trains on, or None): `--holdout N` sets N
+    training images aside; else the test split, where the dataset has one on disk and the run
+    does not train on it (training data unchanged). See gankit/heldout.py."""
+    if cfg.holdout:
+        if cfg.holdout >= len(data):
+            raise UserError(f"--holdout {cfg.holdout} is not smaller than the dataset ({len(data)} images "
+                            f"of {data.name}); set fewer aside, e.g. --holdout {max(1, len(data) // 10)}")
+        return split_holdout(data, cfg.holdout, cfg.seed)
+    if cfg.split != "train":
+        return data, None
+    try:
+        held = open_dataset(cfg.dataset, data_dir=cfg.data_dir, split="test", classes=cfg.classes or None,
+                            image_size=cfg.image_size, channels=cfg.channels, download=False,
+                            skip_bad=cfg.skip_bad_images)
+    except UserError:  # no test split (folders, arrays, mnist-5k) or not on disk: not measured
+        return data, None
+    return data, held
+
+
 def lr_factor(cfg: Config, step: int, total_steps: int) -> float:
     """The learning-rate multiplier at `step` (before any rollback's reduction)."""
     if cfg.lr_decay == "keras-time":
@@ -82,6 +112,9 @@ class Run:
         self.cfg, self.run_dir, self.preset, self.quiet = cfg, Path(run_dir), preset, quiet
         self.device = self.dist.device(pick_device(cfg.device))
         self.data = _open_data(cfg)
+        cfg = self.cfg = _resolve_conditioning(cfg, self.data)
+        self.data, held_out = _held_out_images(cfg, self.data)
+        self.probe = HeldOutProbe(self.data, held_out, cfg.seed, self.device) if held_out is not None else None
         # `batch` images per process and D update, `global_batch` over all processes.
         self.batch, self.global_batch = batch_split(cfg.batch_size, cfg.global_batch_size, self.dist.world_size)
         self.batches_per_epoch = len(self.data) // self.global_batch
@@ -583,6 +616,10 @@ class Run:
         for k, v in zip(keys, values):
             record[k] = v / (g_updates if k == "g_loss" else n_d)
         record["g_grad_norm"], record["d_grad_norm"] = grad_values
+        if self.probe is not None:
+            conditional = getattr(self.d, "num_classes", 0) > 0
+            record.update({k: round(v, 4) for k, v in
+                           self.probe.measure(self.d, self.gan_step.loss.threshold, conditional).items()})
         if self._grid_diversity is not None:
             record["grid_diversity"], self._grid_diversity = round(self._grid_diversity, 3), None
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]

@@ -7,7 +7,7 @@ from gankit.cli import main
 from gankit.health import PATIENCE, LiveHealth
 
 HEALTHY = {"d_acc_real": 0.7, "d_acc_fake": 0.6, "d_sign_real": 0.3, "g_grad_norm": 1.0, "d_grad_norm": 2.0,
-           "grid_diversity": 40.0}
+           "grid_diversity": 40.0, "d_acc_train_probe": 0.6, "d_acc_heldout": 0.55, "d_heldout_gap": 0.05}
 
 
 def feed(lines):
@@ -23,7 +23,8 @@ def test_each_rule_fires_once_after_its_patience():
     cases = {
         "almost perfectly": {"d_acc_real": 1.0, "d_acc_fake": 1.0},
         "memorising": {"d_sign_real": 0.95},
-        "barely differ": {"grid_diversity": 0.5},  # after 40 grey levels in the healthy lines
+        "barely differ": {"grid_diversity": 0.5},
+        "of held-out ones": {"d_acc_train_probe": 0.9, "d_acc_heldout": 0.4, "d_heldout_gap": 0.5},  # after 40 grey levels in the healthy lines
     }
     for words, bad in cases.items():
         warnings = feed([HEALTHY] * 5 + [{**HEALTHY, **bad}] * (PATIENCE + 5))

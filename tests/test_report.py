@@ -162,7 +162,7 @@ def test_compare_runs_shows_only_differing_fields(runs, tmp_path):
     table = compare_runs([a, b], out)
     rows = _parse_table(table)
     assert rows["run"] == ["fast-d", "slow-d"]
-    assert rows["lr_d"] == ["0.0002", "0.0001"]
+    assert rows["lr_d"] == ["0.001", "0.0001"]  # the default preset's, and --lr-d 1e-4
     assert "batch_size" not in rows and "width" not in rows  # shared values are left out
     assert rows["best FID"][0] != "-" and rows["best FID"][1] == "-"  # only the first run evaluated
     assert rows["steps done"] == ["60/60", "20/20"]

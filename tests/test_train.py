@@ -277,7 +277,7 @@ def test_conditional_run_with_ema_samples_by_class(tmp_path, capsys):
 
 
 def test_class_flags_on_an_unconditional_generator_are_refused(tmp_path, capsys):
-    out = train(tmp_path, "plain", "--steps", "2", "--tensorboard", "off")
+    out = train(tmp_path, "plain", "--steps", "2", "--tensorboard", "off", "--conditioning", "none")
     assert main(["sample", str(out), "-n", "2", "--class", "1", "--out", str(tmp_path / "x.png")]) == 2
     assert "--conditioning" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
