@@ -43,7 +43,9 @@ def measure(run_dir: Path, policy: str, minutes: float, seed: int, eval_n: int) 
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train = [r for r in lines if "d_loss" in r]
     last_third = train[len(train) * 2 // 3:]
-    return {"augment": policy, "metrics": scores["metrics"], "protocol": scores.get("protocol"),
+    # The protocol minus "scored", which names a checkpoint by its path on the measuring machine.
+    protocol = {k: v for k, v in (scores.get("protocol") or {}).items() if k != "scored"}
+    return {"augment": policy, "metrics": scores["metrics"], "protocol": protocol,
             "images_seen": train[-1]["images_seen"], "epochs": train[-1]["epoch"],
             "gap_last_third": statistics.fmean(r["d_heldout_gap"] for r in last_third),
             "r_t_last_third": statistics.fmean(r["d_sign_real"] for r in last_third),

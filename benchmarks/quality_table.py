@@ -53,6 +53,14 @@ def train_to(run_dir: Path, preset: str, seed: int, dataset: str, minutes: float
         sh([sys.executable, "-m", "gankit", "train", "-q", "--resume", str(run_dir), "--max-minutes", budget])
 
 
+def row(preset: str, seed: int, minutes: float, scores: dict) -> dict:
+    # The protocol minus "scored", which names a checkpoint by its path on the measuring machine.
+    protocol = {k: v for k, v in (scores.get("protocol") or {}).items() if k != "scored"}
+    return {"preset": preset, "seed": seed, "minutes": minutes, "metrics": scores["metrics"],
+            "floor": scores.get("floor", {}), "protocol": protocol,
+            "images_seen": scores["train"]["images_seen"], "steps": scores["train"]["step"]}
+
+
 def measure(run_dir: Path, preset: str, seed: int, dataset: str, marks: list[float], eval_n: int) -> list[dict]:
     rows, done = [], 0.0
     for minutes in marks:
@@ -64,10 +72,7 @@ def measure(run_dir: Path, preset: str, seed: int, dataset: str, marks: list[flo
             scores = json.loads(result_path.read_text())
             scores["train"] = last_record(run_dir)
             result_path.write_text(json.dumps(scores, indent=2))
-        scores = json.loads(result_path.read_text())
-        rows.append({"preset": preset, "seed": seed, "minutes": minutes, "metrics": scores["metrics"],
-                     "floor": scores.get("floor", {}), "protocol": scores.get("protocol"),
-                     "images_seen": scores["train"]["images_seen"], "steps": scores["train"]["step"]})
+        rows.append(row(preset, seed, minutes, json.loads(result_path.read_text())))
         done = minutes
     return rows
 
@@ -122,10 +127,7 @@ def main() -> None:
         minutes = float(path.stem.removeprefix("eval_").removesuffix("min"))
         if minutes in marks and not any(r["preset"] == preset and r["seed"] == int(seed) and r["minutes"] == minutes
                                         for r in rows):
-            scores = json.loads(path.read_text())
-            rows.append({"preset": preset, "seed": int(seed), "minutes": minutes, "metrics": scores["metrics"],
-                         "floor": scores.get("floor", {}), "protocol": scores.get("protocol"),
-                         "images_seen": scores["train"]["images_seen"], "steps": scores["train"]["step"]})
+            rows.append(row(preset, int(seed), minutes, json.loads(path.read_text())))
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     out.mkdir(parents=True, exist_ok=True)
