@@ -31,8 +31,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, durable
                 os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        # torch.save's zip writer turns a failed write (a full disk) into a RuntimeError whose
+        # context is the OSError; callers handle OSError, so they get that.
+        if isinstance(exc, RuntimeError) and isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
         raise
     if durable:
         _fsync_dir(path.parent)

@@ -54,16 +54,7 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
 
     An OSError (disk full, read-only folder) leaves the old file and no temporary file behind."""
     wrapped = _wrap(state)
-
-    def write(f) -> None:
-        try:
-            torch.save(wrapped, f)
-        except RuntimeError as exc:  # torch's zip writer turns a failed write (disk full) into this
-            if isinstance(exc.__context__, OSError):
-                raise exc.__context__ from None
-            raise
-
-    atomic_write(path, write, durable=True, mode=0o600)
+    atomic_write(path, lambda f: torch.save(wrapped, f), durable=True, mode=0o600)
 
 
 def remove_stray_temporaries(run_dir: Path) -> list[Path]:

@@ -42,25 +42,26 @@ def split_holdout(data: ImageSet, n: int, seed: int) -> tuple[ImageSet, ImageSet
 class HeldOutProbe:
     """D's accuracy on fixed training and held-out real images, and their gap."""
 
-    def __init__(self, train: ImageSet, held: ImageSet, seed: int, device: torch.device):
+    def __init__(self, train: ImageSet, held: ImageSet, seed: int, device: torch.device, *, conditional: bool):
         n = min(PROBE_SIZE, len(train), len(held))
         rng = torch.Generator().manual_seed(seed + 11)
         pick_train = torch.randperm(len(train), generator=rng)[:n]
         pick_held = torch.randperm(len(held), generator=rng)[:n]
         self.images = torch.cat([train.images[pick_train], held.images[pick_held]]).to(device)
-        labelled = train.labels is not None and held.labels is not None
+        # Labels only for a class-conditional D, which takes them as its second argument.
+        labelled = conditional and train.labels is not None and held.labels is not None
         self.labels = torch.cat([train.labels[pick_train], held.labels[pick_held]]).to(device) if labelled else None
         self.n = n
 
     @torch.no_grad()
-    def measure(self, d: nn.Module, threshold: float, conditional: bool) -> dict[str, float]:
+    def measure(self, d: nn.Module, threshold: float) -> dict[str, float]:
         """{"d_acc_train_probe", "d_acc_heldout", "d_heldout_gap"} for D as it is now."""
         buffers = {name: b.clone() for name, b in d.named_buffers()}  # BatchNorm statistics stay as they were
         x = to_float(self.images)
         # D's dropout draws from the training RNG: fork it, so that a resumed run (which measures at
         # other steps when it was stopped between log lines) draws the same numbers as a straight one.
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            out = d(x, self.labels) if conditional and self.labels is not None else d(x)
+            out = d(x) if self.labels is None else d(x, self.labels)
         for name, b in d.named_buffers():
             b.copy_(buffers[name])
         logits = (out[0] if isinstance(out, tuple) else out).float().reshape(-1)

@@ -57,9 +57,10 @@ class Progress:
     permutation: Tensor | None = None
 
 
-def _open_data(cfg: Config) -> ImageSet:
-    return open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, classes=cfg.classes or None,
-                        image_size=cfg.image_size, channels=cfg.channels, skip_bad=cfg.skip_bad_images)
+def _open_data(cfg: Config, split: str | None = None, download: bool = True) -> ImageSet:
+    return open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=split or cfg.split, classes=cfg.classes or None,
+                        image_size=cfg.image_size, channels=cfg.channels, download=download,
+                        skip_bad=cfg.skip_bad_images)
 
 
 def _resolve_conditioning(cfg: Config, data: ImageSet) -> Config:
@@ -71,21 +72,20 @@ def _resolve_conditioning(cfg: Config, data: ImageSet) -> Config:
     return replace(cfg, conditioning="projection" if labelled else "none")
 
 
-def _held_out_images(cfg: Config, data: ImageSet) -> tuple[ImageSet, ImageSet | None]:
+def _held_out_images(cfg: Config, data: ImageSet, measures: bool) -> tuple[ImageSet, ImageSet | None]:
     """(the images to train on, real images D never trains on, or None): `--holdout N` sets N
-    training images aside; else the test split, where the dataset has one on disk and the run
-    does not train on it (training data unchanged). See gankit/heldout.py."""
+    training images aside (in every process, so all train on the same images); else the test
+    split, where the dataset has one on disk and the run does not train on it (training data
+    unchanged), read only by the process that `measures` the gap. See gankit/heldout.py."""
     if cfg.holdout:
         if cfg.holdout >= len(data):
             raise UserError(f"--holdout {cfg.holdout} is not smaller than the dataset ({len(data)} images "
                             f"of {data.name}); set fewer aside, e.g. --holdout {max(1, len(data) // 10)}")
         return split_holdout(data, cfg.holdout, cfg.seed)
-    if cfg.split != "train":
+    if cfg.split != "train" or not measures:
         return data, None
     try:
-        held = open_dataset(cfg.dataset, data_dir=cfg.data_dir, split="test", classes=cfg.classes or None,
-                            image_size=cfg.image_size, channels=cfg.channels, download=False,
-                            skip_bad=cfg.skip_bad_images)
+        held = _open_data(cfg, split="test", download=False)
     except UserError:  # no test split (folders, arrays, mnist-5k) or not on disk: not measured
         return data, None
     return data, held
@@ -113,8 +113,8 @@ class Run:
         self.device = self.dist.device(pick_device(cfg.device))
         self.data = _open_data(cfg)
         cfg = self.cfg = _resolve_conditioning(cfg, self.data)
-        self.data, held_out = _held_out_images(cfg, self.data)
-        self.probe = HeldOutProbe(self.data, held_out, cfg.seed, self.device) if held_out is not None else None
+        # Rank 0 alone writes log lines, so it alone measures D's held-out gap.
+        self.data, held_out = _held_out_images(cfg, self.data, measures=self.dist.is_main)
         # `batch` images per process and D update, `global_batch` over all processes.
         self.batch, self.global_batch = batch_split(cfg.batch_size, cfg.global_batch_size, self.dist.world_size)
         self.batches_per_epoch = len(self.data) // self.global_batch
@@ -127,6 +127,8 @@ class Run:
             cfg.epochs if cfg.epochs is not None else 1, self.batches_per_epoch, cfg.d_steps)
         torch.manual_seed(cfg.seed)  # before building: weight init draws from this RNG
         self.num_classes = self._conditional_classes()
+        self.probe = (HeldOutProbe(self.data, held_out, cfg.seed, self.device, conditional=self.num_classes > 0)
+                      if held_out is not None and self.dist.is_main else None)
         self.g, self.d = build(net_spec(cfg, self.data.image_shape, self.num_classes))
         if cfg.sync_batchnorm:
             self.g, self.d = (self.dist.sync_batchnorm(net, self.device) for net in (self.g, self.d))
@@ -617,9 +619,7 @@ class Run:
             record[k] = v / (g_updates if k == "g_loss" else n_d)
         record["g_grad_norm"], record["d_grad_norm"] = grad_values
         if self.probe is not None:
-            conditional = getattr(self.d, "num_classes", 0) > 0
-            record.update({k: round(v, 4) for k, v in
-                           self.probe.measure(self.d, self.gan_step.loss.threshold, conditional).items()})
+            record.update({k: round(v, 4) for k, v in self.probe.measure(self.d, self.gan_step.loss.threshold).items()})
         if self._grid_diversity is not None:
             record["grid_diversity"], self._grid_diversity = round(self._grid_diversity, 3), None
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]

@@ -87,6 +87,27 @@ def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, 
     assert ckpt_io.load(ckpt_io.latest(out))["progress"]["step"] == 9
 
 
+def test_a_write_error_wrapped_by_the_writer_reaches_the_caller_as_oserror(tmp_path):
+    """torch.save's zip writer reports a full disk as a RuntimeError whose context is the OSError;
+    atomic_write hands callers the OSError, and leaves the old file and no temporary behind."""
+    from gankit.atomic import atomic_write
+    target = tmp_path / "weights.pt"
+    target.write_bytes(b"old")
+
+    def torch_like_write(f):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")
+
+    with pytest.raises(OSError) as caught:
+        atomic_write(target, torch_like_write)
+    assert caught.value.errno == errno.ENOSPC
+    with pytest.raises(RuntimeError):  # a RuntimeError of its own stays what it is
+        atomic_write(target, lambda f: (_ for _ in ()).throw(RuntimeError("bug")))
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["weights.pt"]
+
+
 def _can_mount_tmpfs(path):
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False

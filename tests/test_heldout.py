@@ -52,25 +52,25 @@ def test_split_holdout_is_a_seeded_partition_that_keeps_labels():
 def test_the_gap_is_the_share_of_training_images_called_real_minus_held_out_ones():
     d = Brightness().train()
     bright, dark = image_set([250] * 300), image_set([5] * 40 + [250] * 10)
-    out = HeldOutProbe(bright, dark, seed=0, device=torch.device("cpu")).measure(d, 0.0, conditional=False)
+    out = HeldOutProbe(bright, dark, seed=0, device=torch.device("cpu"), conditional=False).measure(d, 0.0)
     assert out["d_acc_train_probe"] == 1.0
     assert out["d_acc_heldout"] == pytest.approx(10 / 50)  # 50 held-out images: the probe uses all of them
     assert out["d_heldout_gap"] == pytest.approx(0.8)
-    same = HeldOutProbe(bright, bright, seed=0, device=torch.device("cpu")).measure(d, 0.0, conditional=False)
+    same = HeldOutProbe(bright, bright, seed=0, device=torch.device("cpu"), conditional=False).measure(d, 0.0)
     assert same["d_heldout_gap"] == 0.0
 
 
 def test_the_probe_leaves_batchnorm_statistics_and_the_rng_alone_and_passes_labels():
     d = Brightness().train()
     data = image_set(range(0, 200, 2), labels=[i % 10 for i in range(100)])
-    probe = HeldOutProbe(data, data, seed=0, device=torch.device("cpu"))
+    probe = HeldOutProbe(data, data, seed=0, device=torch.device("cpu"), conditional=True)
     before = {k: v.clone() for k, v in d.state_dict().items()}
     rng = torch.get_rng_state()
-    probe.measure(d, 0.0, conditional=True)
+    probe.measure(d, 0.0)
     assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
     assert d.seen_labels is not None and len(d.seen_labels) == 200
-    probe.measure(d, 0.0, conditional=False)
+    HeldOutProbe(data, data, seed=0, device=torch.device("cpu"), conditional=False).measure(d, 0.0)
     assert d.seen_labels is None
 
 
