@@ -16,17 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
+from quality_table import NO_STEP_LIMIT, sh, shareable_protocol  # beside this file
+
 POLICIES = {"off": "none", "on": "color,translation,cutout"}
-NO_STEP_LIMIT = "100000000"
-
-
-def sh(cmd: list[str]) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def measure(run_dir: Path, policy: str, minutes: float, seed: int, eval_n: int) -> dict:
@@ -43,9 +38,7 @@ def measure(run_dir: Path, policy: str, minutes: float, seed: int, eval_n: int) 
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train = [r for r in lines if "d_loss" in r]
     last_third = train[len(train) * 2 // 3:]
-    # The protocol minus "scored", which names a checkpoint by its path on the measuring machine.
-    protocol = {k: v for k, v in (scores.get("protocol") or {}).items() if k != "scored"}
-    return {"augment": policy, "metrics": scores["metrics"], "protocol": protocol,
+    return {"augment": policy, "metrics": scores["metrics"], "protocol": shareable_protocol(scores),
             "images_seen": train[-1]["images_seen"], "epochs": train[-1]["epoch"],
             "gap_last_third": statistics.fmean(r["d_heldout_gap"] for r in last_third),
             "r_t_last_third": statistics.fmean(r["d_sign_real"] for r in last_third),

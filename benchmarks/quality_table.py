@@ -53,11 +53,15 @@ def train_to(run_dir: Path, preset: str, seed: int, dataset: str, minutes: float
         sh([sys.executable, "-m", "gankit", "train", "-q", "--resume", str(run_dir), "--max-minutes", budget])
 
 
+def shareable_protocol(scores: dict) -> dict:
+    """An eval result's protocol minus "scored", which names a checkpoint by its path on the
+    measuring machine: the results files are published."""
+    return {k: v for k, v in (scores.get("protocol") or {}).items() if k != "scored"}
+
+
 def row(preset: str, seed: int, minutes: float, scores: dict) -> dict:
-    # The protocol minus "scored", which names a checkpoint by its path on the measuring machine.
-    protocol = {k: v for k, v in (scores.get("protocol") or {}).items() if k != "scored"}
     return {"preset": preset, "seed": seed, "minutes": minutes, "metrics": scores["metrics"],
-            "floor": scores.get("floor", {}), "protocol": protocol,
+            "floor": scores.get("floor", {}), "protocol": shareable_protocol(scores),
             "images_seen": scores["train"]["images_seen"], "steps": scores["train"]["step"]}
 
 
