@@ -10,6 +10,7 @@ import pytest
 from gankit import cli, viz
 from gankit.compare import compare_runs as compare_runs_direct
 from gankit.errors import UserError
+from gankit.presets import preset
 from gankit.report import MAX_FRAMES, compare_runs, health_warnings, write_report
 
 TINY = ["--steps", "60", "--width", "8", "--batch-size", "16", "--log-every", "5", "--sample-every", "20",
@@ -162,7 +163,7 @@ def test_compare_runs_shows_only_differing_fields(runs, tmp_path):
     table = compare_runs([a, b], out)
     rows = _parse_table(table)
     assert rows["run"] == ["fast-d", "slow-d"]
-    assert rows["lr_d"] == ["0.001", "0.0001"]  # the default preset's, and --lr-d 1e-4
+    assert rows["lr_d"] == [f"{preset('default')['lr_d']:g}", "0.0001"]  # the default preset's, and --lr-d 1e-4
     assert "batch_size" not in rows and "width" not in rows  # shared values are left out
     assert rows["best FID"][0] != "-" and rows["best FID"][1] == "-"  # only the first run evaluated
     assert rows["steps done"] == ["60/60", "20/20"]
