@@ -17,10 +17,10 @@ _KERAS_BN = {"bn_momentum": 0.01, "bn_eps": 1e-3}
 # CPU-minute"): Radford et al.'s DCGAN nets and non-saturating loss, made class-conditional with a
 # projection D (Miyato & Koyama 2018) where the data has labels, with an EMA of G's weights for
 # sampling (StyleGAN2-ADA's settings scaled to 28 px), G's step reusing D's fakes, and Adam at 5e-4
-# instead of 2e-4: at 5 minutes on Fashion-MNIST, 2e-4 scored FID 30.9 and 5e-4 15.2 (seed 0).
-# Seed 003's InfoGAN nets with LSGAN at 1e-3 (the previous recipe) were faster early than 2e-4 DCGAN
-# but stalled by 20 minutes (15.0 against this recipe's 2e-4 variant's 5.29); DCGAN nets with that
-# LSGAN optimiser scored 44.0 at 5 minutes.
+# instead of the paper's 2e-4. FID on Fashion-MNIST after 5 / 20 minutes on a 2-core CPU: 14.3 /
+# 4.20 (three seeds); at 2e-4 30.9 / 5.29 (seed 0); the previous recipe, seed 003's InfoGAN nets
+# with LSGAN at 1e-3, 23.0 / 15.0 (fast early, then stalled); DCGAN nets with that LSGAN optimiser
+# 44.0 at 5 minutes.
 _FAST_RECIPE = {
     "arch": "dcgan",
     "conditioning": "auto",  # projection D when the data has labels, unconditional otherwise
