@@ -162,7 +162,7 @@ class Contender:
 
 
 def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
-    from gankit.train import Run
+    from gankit.loop import Run
 
     with tempfile.TemporaryDirectory() as tmp:  # Run writes nothing until fit(); the folder is never used
         run = Run(cfg, Path(tmp) / "bench", quiet=True)
@@ -182,7 +182,7 @@ def bench_preset(job: dict) -> dict:
     from gankit.models import generate, sample_latent
     from gankit.presets import preset
     from gankit.speed import native_bf16, resolve_precision
-    from gankit.train import _open_data
+    from gankit.loop import _open_data
 
     torch.set_num_threads(job["threads"])
     layer = {"dataset": job["dataset"], "device": job["device"], "tensorboard": "off", "report": False}

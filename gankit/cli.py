@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, dist) -> int:
-    from gankit import train
+    from gankit import loop
 
     flags = _flag_values(args)
     if args.resume:
@@ -76,7 +76,7 @@ def _train(args: argparse.Namespace, dist) -> int:
             info = json.loads(info_path.read_text(encoding="utf-8"))
             print(make_config(info["config"], flags).to_json())
             return 0
-        summary = train.resume(Path(args.resume), flags, quiet=args.quiet, dist=dist)
+        summary = loop.resume(Path(args.resume), flags, quiet=args.quiet, dist=dist)
     else:
         file_layer = config_mod.load_config_file(args.config) if args.config else {}
         name = args.preset or file_layer.pop("preset", None) or DEFAULT_PRESET
@@ -86,8 +86,8 @@ def _train(args: argparse.Namespace, dist) -> int:
             print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
             return 0
         # Every rank must write into the folder rank 0 names (the default one is named by the clock).
-        out = Path(args.out) if args.out else dist.on_main(lambda: train.default_run_dir(name))
-        summary = train.start(cfg, out, preset=name, quiet=args.quiet, dist=dist)
+        out = Path(args.out) if args.out else dist.on_main(lambda: loop.default_run_dir(name))
+        summary = loop.start(cfg, out, preset=name, quiet=args.quiet, dist=dist)
     if not args.quiet and dist.is_main:
         print(f"done: step {summary['step']} of {summary['total_steps']}, {summary['epochs']} epochs, "
               f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training\n"

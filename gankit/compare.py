@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gankit.report import (_data_uri, _duration, _evals, _finite, _load_eval_json, _load_info,
                            _training, _write_atomic, sample_frames)
-from gankit.train import read_metrics
+from gankit.loop import read_metrics
 
 _MISSING = "-"
 

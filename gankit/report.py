@@ -24,7 +24,7 @@ from PIL import Image
 from gankit import viz
 from gankit.atomic import atomic_write_text
 from gankit.errors import UserError
-from gankit.train import read_metrics
+from gankit.loop import read_metrics
 
 MAX_FRAMES = 40  # sample grids in the slider: enough to see progress, few enough to keep the page small
 _PLOT_SIZE = (900, 260)

@@ -29,7 +29,7 @@ from gankit.cli import main
 from gankit.config import make_config
 from gankit.distributed import Dist, Replica, batch_split, describe_batch, private_seed
 from gankit.errors import UserError
-from gankit.train import Run
+from gankit.loop import Run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gankit"]
 # Tiny nets with no BatchNorm anywhere (D of the MLP has none; --g-batchnorm none removes G's), in

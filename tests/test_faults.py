@@ -12,7 +12,7 @@ import torch
 import gankit.checkpoint as ckpt_io
 from gankit.cli import main
 from gankit.presets import preset
-from gankit.train import Run
+from gankit.loop import Run
 
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",
         "--sample-every-early", "100", "--checkpoint-every", "3", "--sample-grid", "4", "-q"]
