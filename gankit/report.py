@@ -9,9 +9,6 @@ lets the trainer refresh the page from the very first sample on.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 import shlex
@@ -22,9 +19,8 @@ import numpy as np
 from PIL import Image
 
 from gankit import viz
-from gankit.atomic import atomic_write_text
-from gankit.errors import UserError
-from gankit.loop import read_metrics
+from gankit.pages import data_uri, duration, escape, fmt, image_uri, table
+from gankit.rundir import RunDir, best_eval, eval_records, finite, training_records
 
 MAX_FRAMES = 40  # sample grids in the slider: enough to see progress, few enough to keep the page small
 _PLOT_SIZE = (900, 260)
@@ -40,73 +36,12 @@ _COLLAPSE_STD = 2.0     # per-pixel std across samples, in 0..255 grey levels
 # --------------------------------------------------------------------------- reading a run
 
 
-def _is_run(run_dir: Path) -> bool:
-    return (run_dir / "config.json").is_file()
-
-
-def _load_info(run_dir: Path) -> dict:
-    """config.json, or UserError naming the path when it is not a run directory."""
-    run_dir = Path(run_dir)
-    if not _is_run(run_dir):
-        raise UserError(f"{run_dir} is not a gankit run directory (it has no config.json); "
-                        "pass the --out folder of a `gankit train` run")
-    try:
-        return json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{run_dir / 'config.json'} cannot be read ({exc})") from None
-
-
-def _load_eval_json(run_dir: Path) -> dict | None:
-    """eval.json from `gankit eval`, or None when absent or unreadable (a report never fails on it)."""
-    try:
-        return json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def sample_frames(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every sample grid, in step order."""
-    frames = []
-    for png in (Path(run_dir) / "samples").glob("step_*.png"):
-        try:
-            frames.append((int(png.stem.split("_")[1]), png))
-        except (IndexError, ValueError):
-            continue  # a stray file someone dropped there
-    return sorted(frames)
-
-
 def _evenly_spaced(items: list, k: int) -> list:
     """At most k items spread over the list, always keeping the first and the last."""
     if len(items) <= k:
         return list(items)
     picks = sorted({round(i * (len(items) - 1) / (k - 1)) for i in range(k)})
     return [items[i] for i in picks]
-
-
-def _training(records: list[dict]) -> list[dict]:
-    """Per-step log lines (not evaluation or rollback lines)."""
-    return [r for r in records if "d_loss" in r and "event" not in r]
-
-
-def _evals(records: list[dict]) -> list[dict]:
-    return [r for r in records if "eval_n" in r]
-
-
-def _finite(values) -> list[float]:
-    out = []
-    for v in values:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            out.append(float(v))
-    return out
-
-
-def best_eval(records: list[dict]) -> dict | None:
-    """The evaluation line with the lowest FID (the one best.pt holds), or None."""
-    scored = [r for r in _evals(records) if _finite([r.get("fid")])]
-    return min(scored, key=lambda r: r["fid"]) if scored else None
-
-
-# --------------------------------------------------------------------------- health
 
 
 def _grid_tiles(grid: np.ndarray, image_shape) -> np.ndarray | None:
@@ -160,20 +95,20 @@ def health_warnings(records: list[dict], grid_png: Path | None = None, image_sha
       across samples under 2 grey levels): mode collapse, or G draws blank images.
     """
     warnings = []
-    train = _training(records)
+    train = training_records(records)
     tail = train[-max(1, math.ceil(len(train) * _TAIL)):] if train else []
 
-    acc_fake = _finite(r.get("d_acc_fake") for r in tail)
+    acc_fake = finite(r.get("d_acc_fake") for r in tail)
     if acc_fake and statistics.fmean(acc_fake) > _D_ACC_FAKE_MAX:
         warnings.append(f"D overpowering G: D accuracy on fakes averages {statistics.fmean(acc_fake):.3f} "
                         f"over the last {len(tail)} logged steps (> {_D_ACC_FAKE_MAX}); try a lower --lr-d, "
                         "--label-flip or --instance-noise")
-    d_fake = _finite(r.get("d_fake") for r in tail)
+    d_fake = finite(r.get("d_fake") for r in tail)
     if d_fake and statistics.fmean(d_fake) < _D_FAKE_MIN:
         warnings.append(f"D(G(z)) averages {statistics.fmean(d_fake):.4f} over the last {len(tail)} logged "
                         f"steps (< {_D_FAKE_MIN}): D rejects every fake, so G learns little")
 
-    g_loss = _finite(r.get("g_loss") for r in train)
+    g_loss = finite(r.get("g_loss") for r in train)
     if len(g_loss) >= 8:
         q = len(g_loss) // 4
         means = [statistics.fmean(g_loss[i * q:(i + 1) * q if i < 3 else len(g_loss)]) for i in range(4)]
@@ -200,24 +135,10 @@ def health_warnings(records: list[dict], grid_png: Path | None = None, image_sha
 # --------------------------------------------------------------------------- HTML pieces
 
 
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _data_uri(png_bytes: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
-
-
-def _image_uri(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
-    return _data_uri(buf.getvalue())
-
-
 def _plot(series: dict, title: str) -> str:
     """A line_plot panel as an inline <img>; line_plot itself draws "no data yet" when empty."""
     image = viz.line_plot(series, None, title=title, xlabel="step", size=_PLOT_SIZE)
-    return f'<img class="plot" alt="{_e(title)}" src="{_image_uri(image)}">'
+    return f'<img class="plot" alt="{escape(title)}" src="{image_uri(image)}">'
 
 
 def _series(records: list[dict], keys, names=None) -> dict:
@@ -225,24 +146,8 @@ def _series(records: list[dict], keys, names=None) -> dict:
     return {(names or {}).get(k, k): (steps, [r.get(k) for r in records]) for k in keys}
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value)) if value else "()"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list], cls: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _no_data(what: str) -> str:
-    return f'<p class="nodata">no data yet: {_e(what)}</p>'
+    return f'<p class="nodata">no data yet: {escape(what)}</p>'
 
 
 def _preset_values(preset: str | None) -> dict | None:
@@ -259,11 +164,11 @@ def _config_section(info: dict) -> str:
     config = info.get("config") or {}
     base = _preset_values(info.get("preset"))
     if base is None:
-        return _table(["field", "value"], [[k, _fmt(v)] for k, v in config.items()], "config")
-    changed = [[k, _fmt(v), _fmt(base.get(k))] for k, v in config.items() if base.get(k) != v]
-    out = (_table(["field", "this run", f"preset {info.get('preset') or 'default'}"], changed, "config")
+        return table(["field", "value"], [[k, fmt(v)] for k, v in config.items()], "config")
+    changed = [[k, fmt(v), fmt(base.get(k))] for k, v in config.items() if base.get(k) != v]
+    out = (table(["field", "this run", f"preset {info.get('preset') or 'default'}"], changed, "config")
            if changed else "<p>no overrides: the preset's values throughout</p>")
-    full = _table(["field", "value"], [[k, _fmt(v)] for k, v in config.items()], "config")
+    full = table(["field", "value"], [[k, fmt(v)] for k, v in config.items()], "config")
     return out + f"<details><summary>all {len(config)} fields</summary>{full}</details>"
 
 
@@ -273,10 +178,10 @@ def _environment_section(info: dict) -> str:
     rows = [["gankit", info.get("gankit_version", "-")], ["torch", env.get("torch", "-")],
             ["python", env.get("python", "-")], ["device", env.get("device", "-")],
             ["created", info.get("created", "-")],
-            ["dataset", f"{ds.get('name', '-')}: {_fmt(ds.get('images'))} images of shape "
-                        f"{_fmt(ds.get('image_shape'))}, {_fmt(ds.get('num_classes'))} classes"],
+            ["dataset", f"{ds.get('name', '-')}: {fmt(ds.get('images'))} images of shape "
+                        f"{fmt(ds.get('image_shape'))}, {fmt(ds.get('num_classes'))} classes"],
             ["data source", ds.get("source", "-")]]
-    return _table(["", ""], rows, "kv")
+    return table(["", ""], rows, "kv")
 
 
 def _samples_section(frames: list[tuple[int, Path]]) -> str:
@@ -288,7 +193,7 @@ def _samples_section(frames: list[tuple[int, Path]]) -> str:
     if not frames:
         return _no_data("no sample grid written yet")
     shown = _evenly_spaced(frames, MAX_FRAMES)
-    data = [{"step": step, "src": _data_uri(path.read_bytes())} for step, path in shown]
+    data = [{"step": step, "src": data_uri(path.read_bytes())} for step, path in shown]
     # "</" cannot occur in base64 or digits, but escape it anyway so the JSON can never end the <script>.
     payload = json.dumps(data).replace("</", "<\\/")
     last_step, last_path = frames[-1]
@@ -299,11 +204,11 @@ def _samples_section(frames: list[tuple[int, Path]]) -> str:
             f'<br><img id="frame" class="frame" alt="samples at step {shown[-1][0]}" src="{last_src}">'
             f'<script type="application/json" id="frames-data">{payload}</script></div>'
             f'<h3>Final grid (step {last_step})</h3>'
-            f'<img class="final" alt="samples at step {last_step}" src="{_data_uri(last_path.read_bytes())}">')
+            f'<img class="final" alt="samples at step {last_step}" src="{data_uri(last_path.read_bytes())}">')
 
 
 def _eval_section(records: list[dict]) -> str:
-    evals = _evals(records)
+    evals = eval_records(records)
     if not evals:
         return _no_data("no evaluation during training (train with --eval-every N to score as it goes)")
     best = best_eval(records)
@@ -313,9 +218,9 @@ def _eval_section(records: list[dict]) -> str:
     panels = "".join(
         _plot(_series(evals, [k, f], {k: name, f: "real data"}), f"{name} during training")
         for (k, f), name in zip(floor.items(), ("FID", "KID", "coverage")))
-    rows = [[r.get("step"), _fmt(r.get("fid")), _fmt(r.get("kid")), _fmt(r.get("coverage")),
-             _fmt(r.get("density")), _fmt(r.get("eval_n"))] for r in evals]
-    return named + panels + _table(["step", "FID", "KID", "coverage", "density", "images"], rows, "num")
+    rows = [[r.get("step"), fmt(r.get("fid")), fmt(r.get("kid")), fmt(r.get("coverage")),
+             fmt(r.get("density")), fmt(r.get("eval_n"))] for r in evals]
+    return named + panels + table(["step", "FID", "KID", "coverage", "density", "images"], rows, "num")
 
 
 def _eval_json_section(result: dict | None) -> str:
@@ -323,37 +228,30 @@ def _eval_json_section(result: dict | None) -> str:
         return _no_data("no eval.json (run `gankit eval RUN` to score a checkpoint)")
     metrics, floor = result.get("metrics") or {}, result.get("floor") or {}
     scalar = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    rows = [[k, _fmt(metrics[k]), _fmt(floor.get(k))] for k in scalar]
+    rows = [[k, fmt(metrics[k]), fmt(floor.get(k))] for k in scalar]
     protocol = result.get("protocol") or {}
-    proto = _table(["protocol", ""], [[k, _fmt(v)] for k, v in protocol.items()], "kv")
-    return _table(["metric", "model", "real data"], rows, "num") + proto
+    proto = table(["protocol", ""], [[k, fmt(v)] for k, v in protocol.items()], "kv")
+    return table(["metric", "model", "real data"], rows, "num") + proto
 
 
 def _throughput_section(info: dict, records: list[dict]) -> str:
-    train = _training(records)
+    train = training_records(records)
     if not train:
         return _no_data("no training steps logged yet")
-    rates = _finite(r.get("images_per_s") for r in train)
+    rates = finite(r.get("images_per_s") for r in train)
     last = train[-1]
-    seconds = _finite([last.get("time_s")])
+    seconds = finite([last.get("time_s")])
     rows = [["steps", f"{last.get('step')} of {info.get('total_steps', '?')}"],
             ["images seen", f"{last.get('images_seen', 0):,}"],
-            ["training time", _duration(seconds[0]) if seconds else "-"],
+            ["training time", duration(seconds[0]) if seconds else "-"],
             ["median images/s", f"{statistics.median(rates):,.0f}" if rates else "-"]]
-    return _table(["", ""], rows, "kv")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+    return table(["", ""], rows, "kv")
 
 
 def _warnings_section(warnings: list[str]) -> str:
     if not warnings:
         return '<p class="ok">no warnings</p>'
-    return '<ul class="warn">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
+    return '<ul class="warn">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>"
 
 
 _CSS = """
@@ -389,17 +287,17 @@ _JS = """
 
 def render_report(run_dir: Path) -> str:
     """The report page of `run_dir` as an HTML string (see write_report)."""
-    run_dir = Path(run_dir)
-    info = _load_info(run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl")
-    frames = sample_frames(run_dir)
+    rd = RunDir(run_dir)
+    info = rd.read_info()
+    records = rd.read_metrics()
+    frames = rd.sample_frames()
     image_shape = (info.get("dataset") or {}).get("image_shape")
     warnings = health_warnings(records, frames[-1][1] if frames else None, image_shape)
-    train = _training(records)
+    train = training_records(records)
     preset = info.get("preset") or "custom"
     dataset = (info.get("dataset") or {}).get("name") or (info.get("config") or {}).get("dataset", "?")
-    title = f"gankit run {run_dir.name}: {preset} on {dataset}"
-    run = shlex.quote(str(run_dir))
+    title = f"gankit run {rd.path.name}: {preset} on {dataset}"
+    run = shlex.quote(str(rd.path))
     commands = "\n".join([f"gankit train --resume {run}", f"gankit sample {run} -n 64 --out grid.png",
                           f"gankit eval {run}"])
     disc = (_plot(_series(train, ["d_real", "d_fake"], {"d_real": "D(x)", "d_fake": "D(G(z))"}),
@@ -417,22 +315,17 @@ def render_report(run_dir: Path) -> str:
          if train else _no_data("no training steps logged yet")),
         ("discriminator", "Discriminator", disc if train else _no_data("no training steps logged yet")),
         ("evaluation", "Evaluation during training", _eval_section(records)),
-        ("eval-json", "gankit eval result", _eval_json_section(_load_eval_json(run_dir))),
+        ("eval-json", "gankit eval result", _eval_json_section(rd.read_eval())),
         ("throughput", "Throughput", _throughput_section(info, records)),
         ("config", "Config", _config_section(info)),
         ("environment", "Environment", _environment_section(info)),
-        ("continue", "How to continue", f"<pre>{_e(commands)}</pre>"),
+        ("continue", "How to continue", f"<pre>{escape(commands)}</pre>"),
     ]
-    body = "".join(f'<section id="{sid}"><h2>{_e(head)}</h2>{content}</section>' for sid, head, content in sections)
+    body = "".join(f'<section id="{sid}"><h2>{escape(head)}</h2>{content}</section>' for sid, head, content in sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
-            f"<body><h1>{_e(title)}</h1>{body}<script>{_JS}</script></body></html>\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a browser reloading the page never sees half of it."""
-    atomic_write_text(path, text)
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
+            f"<body><h1>{escape(title)}</h1>{body}<script>{_JS}</script></body></html>\n")
 
 
 def write_report(run_dir) -> Path:
@@ -445,18 +338,4 @@ def write_report(run_dir) -> Path:
     preset first), the environment and the commands to continue. Works on a run that
     has only config.json; raises UserError when `run_dir` is not a run directory.
     """
-    run_dir = Path(run_dir)
-    page = render_report(run_dir)
-    out = run_dir / "report.html"
-    _write_atomic(out, page)
-    return out
-
-
-def compare_runs(run_dirs: list, out_html: Path | None = None) -> str:
-    """Runs side by side as a text table (and an HTML page); see gankit.compare.compare_runs.
-
-    Lives in gankit.compare, which builds on this module; imported here when called so
-    that either module can be imported first.
-    """
-    from gankit.compare import compare_runs as compare
-    return compare(run_dirs, out_html)
+    return RunDir(run_dir).write_report(render_report(run_dir))

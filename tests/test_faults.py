@@ -26,12 +26,12 @@ def poison_generator_at(monkeypatch, steps):
     """Make G's weights NaN just before each step in `steps` (counted from 1)."""
     original = Run.train_step
 
-    def train_step(self, images, stats, labels=None):
+    def train_step(self, stats):
         if self.progress.step + 1 in steps:
             steps.discard(self.progress.step + 1) if isinstance(steps, set) else None
             with torch.no_grad():
-                next(self.g.parameters()).fill_(float("nan"))
-        return original(self, images, stats, labels)
+                next(self.state.g.parameters()).fill_(float("nan"))
+        return original(self, stats)
 
     monkeypatch.setattr(Run, "train_step", train_step)
 
@@ -166,12 +166,12 @@ def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_
     # there) but would poison every sample drawn in eval mode.
     original = Run.train_step
 
-    def train_step(self, images, stats, labels=None):
+    def train_step(self, stats):
         if self.progress.step + 1 == 5 and not getattr(self, "_poisoned", False):
             self._poisoned = True
-            bn = next(m for m in self.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+            bn = next(m for m in self.state.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
             bn.running_var.fill_(float("nan"))
-        return original(self, images, stats, labels)
+        return original(self, stats)
 
     monkeypatch.setattr(Run, "train_step", train_step)
     out = tmp_path / "run"
@@ -189,9 +189,9 @@ def test_divergence_between_checks_is_remembered_until_the_next_check(tmp_path):
     from gankit.config import make_config
     run = Run(make_config({"width": 8, "batch_size": 16, "steps": 10}), tmp_path / "r", quiet=True)
     one = torch.tensor(1.0)
-    assert run._divergence(torch.tensor(float("nan")), one, check_now=False) is None
-    assert run._divergence(one, one, check_now=False) is None
-    assert run._divergence(one, one, check_now=True) == "d_loss is nan"
-    assert run._divergence(one, one, check_now=True) is None  # the check resets the memory
-    run._divergence(one, torch.tensor(-5e6), check_now=False)
-    assert "beyond --loss-limit" in run._divergence(one, one, check_now=True)
+    assert run.guard.check(torch.tensor(float("nan")), one, check_now=False) is None
+    assert run.guard.check(one, one, check_now=False) is None
+    assert run.guard.check(one, one, check_now=True) == "d_loss is nan"
+    assert run.guard.check(one, one, check_now=True) is None  # the check resets the memory
+    run.guard.check(one, torch.tensor(-5e6), check_now=False)
+    assert "beyond --loss-limit" in run.guard.check(one, one, check_now=True)

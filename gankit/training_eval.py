@@ -1,0 +1,66 @@
+"""Evaluation during training (--eval-every): FID and the other scores of `eval_n` images from fixed
+latents, logged to metrics.jsonl, with the best checkpoint kept as checkpoints/best.pt."""
+
+from __future__ import annotations
+
+from typing import Callable, TextIO
+
+import numpy as np
+import torch
+
+from gankit import checkpoint as ckpt_io
+from gankit.config import Config
+from gankit.distributed import Dist
+from gankit.models import generate, sample_latent
+from gankit.rundir import RunDir, append_record
+from gankit.state import TrainingState
+
+
+class TrainingEvaluator:
+    """Scores the run's sampler. In several processes each draws its share of the images and extracts
+    their features, and rank 0 scores them all."""
+
+    def __init__(self, cfg: Config, dist: Dist, device: torch.device, num_classes: int):
+        from gankit.metrics.evaluate import Evaluator, make_extractor, parse_metrics
+
+        self.cfg, self.dist, self.device, self.num_classes = cfg, dist, device, num_classes
+        if dist.is_main:
+            self.evaluator = Evaluator(cfg.dataset, metrics=parse_metrics(cfg.eval_metrics), n_floor=cfg.eval_n,
+                                       data_dir=cfg.data_dir, classes=cfg.classes or None,
+                                       image_size=cfg.image_size, channels=cfg.channels, device=str(device))
+            self.extract = self.evaluator.extractor
+        else:  # the other ranks only extract features of their share of the images
+            self.evaluator = None
+            self.extract = make_extractor("classifier", cfg.dataset, device=str(device))
+
+    def __call__(self, state: TrainingState, metrics_file: TextIO, rundir: RunDir, tb=None,
+                 say: Callable[[str], None] | None = None) -> None:
+        """Score, log the record (and mirror it to `tb`), keep best.pt, and `say` the scores."""
+        cfg, p = self.cfg, state.progress
+        z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
+                          generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
+        y = (torch.randint(0, self.num_classes, (cfg.eval_n,), generator=torch.Generator().manual_seed(cfg.seed + 3))
+             if self.num_classes else None)
+        self.dist.broadcast_buffers(state.sampler)  # rank 0's BatchNorm statistics: the ones its checkpoints hold
+        images = generate(state.sampler, self.dist.part(z), self.device, y=None if y is None else self.dist.part(y))
+        shares = self.dist.gather(self.extract(images))
+        if not self.dist.is_main:
+            return
+        features = np.concatenate([f for f, _ in shares])
+        logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
+        result = self.evaluator.score_features(features, logits)
+        record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(p.seconds, 3),
+                  "eval_n": cfg.eval_n, **result.metrics,
+                  **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
+        append_record(metrics_file, record)
+        metrics_file.flush()
+        if tb is not None:
+            tb.scalars(record)
+        fid = result.metrics.get("fid")
+        if fid is not None and (p.best_fid is None or fid < p.best_fid):
+            p.best_fid = fid
+            ckpt_io.save_atomic({**state.state_dict(), "eval": result.to_dict()}, rundir.best_checkpoint)
+        if say is not None:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
+            best = f" (best FID {p.best_fid:.4g})" if p.best_fid is not None else ""
+            say(f"eval at step {p.step}: {shown}{best}")
