@@ -1,11 +1,14 @@
 """Atomic, self-checking save and safe load of the whole training state.
 
-A checkpoint is one dict (nanoGPT's shape): gankit version, config, step, G, D, both optimisers,
-RNG states, data position and the fixed sampling latents. On disk it is wrapped as
-{"format", "gankit_version", "sha256", "payload"}: the state serialised by torch.save, its SHA-256,
-and the version that wrote it, so a damaged file is recognised before it is used. It is written to a
-temporary file, fsynced and renamed, so a crash never leaves a half-written `ckpt_*.pt`; it is read
-with `weights_only=True`, so loading never runs code from the file.
+A checkpoint is one dict (nanoGPT's shape), saved by torch.save as it is, so that
+`torch.load(path, weights_only=True)` gives it directly: "generator", "discriminator",
+"generator_ema", "opt_g", "opt_d", "config", "progress", RNG states, data order, fixed latents.
+Its "integrity" entry holds the format, the gankit version that wrote it and a SHA-256 over
+everything else in it (every tensor's bytes, dtype and shape, every other value), so a damaged file
+is recognised before it is used, even where torch.load still reads it (bytes flipped inside a
+tensor). It is written to a temporary file, fsynced and renamed, so a crash never leaves a
+half-written `ckpt_*.pt`; it is read with `weights_only=True`, so loading never runs code from it.
+Files of the first format (the state wrapped as a byte payload with its checksum) still load.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import gankit
 from gankit.atomic import atomic_write
 from gankit.errors import UserError
 
-FORMAT = "gankit-checkpoint/1"
+FORMAT = "gankit-checkpoint/2"
+_WRAPPED_FORMAT = "gankit-checkpoint/1"  # the state as a torch.save payload inside a wrapper dict
 
 _NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
 
@@ -40,21 +44,39 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _wrap(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    return {"format": FORMAT, "gankit_version": gankit.__version__,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+def content_digest(state: Any) -> str:
+    """SHA-256 over a state's contents in order: keys, every tensor's dtype, shape and bytes, and the
+    repr of every other value. The same for the state before torch.save and after torch.load."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"tensor {t.dtype} {tuple(t.shape)};".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            digest.update(f"dict {len(value)};".encode())
+            for key, item in value.items():
+                digest.update(f"{key!r}:".encode())
+                feed(item)
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{type(value).__name__} {len(value)};".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"{value!r};".encode())
+
+    feed(state)
+    return digest.hexdigest()
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` so that `path` is either the old file or the complete new one.
 
     An OSError (disk full, read-only folder) leaves the old file and no temporary file behind."""
-    wrapped = _wrap(state)
-    atomic_write(path, lambda f: torch.save(wrapped, f), durable=True, mode=0o600)
+    stamped = {**state, "integrity": {"format": FORMAT, "gankit_version": gankit.__version__,
+                                      "sha256": content_digest(state)}}
+    atomic_write(path, lambda f: torch.save(stamped, f), durable=True, mode=0o600)
 
 
 def remove_stray_temporaries(run_dir: Path) -> list[Path]:
@@ -86,21 +108,28 @@ def load(path: Path) -> dict[str, Any]:
     """Load and verify a checkpoint without unpickling arbitrary objects; UserError if it is damaged,
     not a gankit checkpoint, or written by an incompatible gankit (the message names the version)."""
     path = Path(path)
-    outer = _torch_load(path, str(path))
-    if isinstance(outer, dict) and outer.get("format", "").startswith("gankit-checkpoint/"):
-        if outer["format"] != FORMAT:
-            raise UserError(f"{path}: written by gankit {outer.get('gankit_version', '?')} in format "
-                            f"{outer['format']}, which gankit {gankit.__version__} cannot read; "
-                            f"install that version to use it")
-        payload = outer["payload"].numpy().tobytes()
-        if hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+    state = _torch_load(path, str(path))
+    if isinstance(state, dict) and isinstance(state.get("integrity"), dict):
+        integrity = state.pop("integrity")
+        _check_format(path, integrity.get("format", ""), integrity.get("gankit_version"), FORMAT)
+        if content_digest(state) != integrity.get("sha256"):
+            raise UserError(f"{path}: checksum mismatch, the file is damaged")
+    elif isinstance(state, dict) and str(state.get("format", "")).startswith("gankit-checkpoint/"):
+        _check_format(path, state["format"], state.get("gankit_version"), _WRAPPED_FORMAT)
+        payload = state["payload"].numpy().tobytes()
+        if hashlib.sha256(payload).hexdigest() != state["sha256"]:
             raise UserError(f"{path}: checksum mismatch, the file is damaged")
         state = _torch_load(io.BytesIO(payload), str(path))
-    else:
-        state = outer  # gankit 0.1.0 development files: the state itself, without a checksum
+    # else: gankit 0.1.0 development files: the state itself, without a checksum
     if not isinstance(state, dict) or "generator" not in state or "config" not in state:
         raise UserError(f"{path}: not a gankit checkpoint (no generator/config inside)")
     return state
+
+
+def _check_format(path: Path, found: str, version: str | None, expected: str) -> None:
+    if found != expected:
+        raise UserError(f"{path}: written by gankit {version or '?'} in format {found}, which gankit "
+                        f"{gankit.__version__} cannot read; install that version to use it")
 
 
 def newest_intact(run_dir: Path) -> tuple[Path | None, dict | None, list[str]]:

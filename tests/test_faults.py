@@ -1,6 +1,8 @@
 """Faults inside a run: a NaN mid-training, a run that keeps diverging, a full or failing disk."""
 
 import errno
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -11,8 +13,11 @@ import torch
 
 import gankit.checkpoint as ckpt_io
 from gankit.cli import main
-from gankit.presets import preset
+from gankit.config import make_config
 from gankit.loop import Run
+from gankit.models import net_spec
+from gankit.nets import build
+from gankit.presets import preset
 
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",
         "--sample-every-early", "100", "--checkpoint-every", "3", "--sample-grid", "4", "-q"]
@@ -69,7 +74,7 @@ def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, 
     calls = {"n": 0}
 
     def save(obj, f, *args, **kwargs):
-        if isinstance(obj, dict) and obj.get("format", "").startswith("gankit-checkpoint"):
+        if isinstance(obj, dict) and "integrity" in obj:  # a checkpoint, not a tensor of one
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -154,11 +159,44 @@ def test_damaged_checkpoint_fails_its_checksum(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *TINY, "--steps", "3"]) == 0
     path = ckpt_io.latest(out)
-    outer = torch.load(path, weights_only=True)
-    outer["payload"][100] ^= 0xFF  # one flipped byte inside the stored state
-    torch.save(outer, path)
+    state = torch.load(path, weights_only=True)
+    weight = next(iter(state["generator"].values()))
+    weight.view(-1)[0] += 1  # one changed number: torch.load still reads the file
+    torch.save(state, path)
     with pytest.raises(Exception, match="checksum mismatch"):
         ckpt_io.load(path)
+
+
+def test_a_checkpoint_opens_with_plain_torch_load(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "3"]) == 0
+    state = torch.load(ckpt_io.latest(out), weights_only=True)
+    for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d", "config", "progress"):
+        assert key in state, key
+    assert state["integrity"]["format"] == ckpt_io.FORMAT and len(state["integrity"]["sha256"]) == 64
+    cfg = make_config(state["config"])
+    classes = state["num_classes"] if cfg.conditioning != "none" else 0
+    g = build(net_spec(cfg, tuple(state["image_shape"]), classes))[0]
+    g.load_state_dict(state["generator"])  # the weights fit the net the config describes
+    verified = ckpt_io.load(ckpt_io.latest(out))
+    assert "integrity" not in verified and torch.equal(verified["fixed_z"], state["fixed_z"])
+
+
+def test_checkpoints_of_the_first_format_still_load(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--steps", "3"]) == 0
+    path = ckpt_io.latest(out)
+    state = ckpt_io.load(path)
+    buffer = io.BytesIO()  # the first format: the state as a torch.save payload beside its SHA-256
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    torch.save({"format": "gankit-checkpoint/1", "gankit_version": "0.1.0",
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, path)
+    old = ckpt_io.load(path)
+    assert old["progress"] == state["progress"] and torch.equal(old["permutation"], state["permutation"])
+    assert main(["train", "--resume", str(out), "--steps", "4", "-q"]) == 0
+    assert ckpt_io.load(ckpt_io.latest(out))["progress"]["step"] == 4
 
 
 def test_nan_in_a_batchnorm_buffer_is_caught_before_it_reaches_a_checkpoint(tmp_path, monkeypatch):
