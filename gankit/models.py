@@ -65,16 +65,19 @@ def generate(g: torch.nn.Module, z: Tensor, device: torch.device | str, batch_si
 
 
 def class_row_length(n: int, num_classes: int) -> int:
-    """Images per row of a grid of n images with a class per row."""
+    """Images per row of a grid of at most n images with a class per row."""
     return max(1, n // num_classes)
 
 
 def grid_labels(n: int, num_classes: int) -> Tensor | None:
-    """Labels for a sample grid of n images: class k on row k (rows of class_row_length images,
-    cycling through the classes when n is not a multiple); None for an unconditional G."""
+    """Labels for a sample grid of at most n images with class k on row k, every row full: 10 classes
+    and n = 64 give 10 rows of 6 (60 images); fewer images than classes give one row per image.
+    None for an unconditional G (which draws all n)."""
     if num_classes <= 0:
         return None
-    return (torch.arange(n) // class_row_length(n, num_classes)) % num_classes
+    per_row = class_row_length(n, num_classes)
+    rows = min(num_classes, n // per_row)
+    return torch.arange(rows).repeat_interleave(per_row)
 
 
 def pick_device(name: str) -> torch.device:

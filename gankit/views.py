@@ -32,6 +32,8 @@ class RunViews:
         if not self.enabled:
             return None
         y = grid_labels(len(fixed_z), self.num_classes)
+        if y is not None:
+            fixed_z = fixed_z[:len(y)]  # full rows only: one class per row
         images = generate(sampler, fixed_z, device, y=y)
         spread = float(images.float().std(0).mean()) if len(images) > 1 and step > 0 else None
         nrow = class_row_length(len(fixed_z), self.num_classes) if self.num_classes else None

@@ -10,6 +10,7 @@ from PIL import Image
 
 from gankit.checkpoint import latest, load
 from gankit.cli import main
+from gankit.models import grid_labels
 
 # Tiny networks keep each run to about a second on a laptop CPU.
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "2", "--sample-every", "4",
@@ -274,6 +275,18 @@ def test_conditional_run_with_ema_samples_by_class(tmp_path, capsys):
     assert h > w  # 10 rows of 2
     assert main(["sample", str(out), "-n", "2", "--class", "10", "--out", str(grid)]) == 2
     assert "--class 10" in capsys.readouterr().err
+    # The training grid has a class per row, every row full: 16 latents and 10 classes give 10 rows
+    # of one (28-px cells, padding 2, drawn at twice the size), not 16 cells in rows of one.
+    with Image.open(out / "samples" / "step_00000004.png") as picture:
+        assert picture.size == (2 * (1 * 30 + 2), 2 * (10 * 30 + 2))
+
+
+def test_a_grid_with_a_class_per_row_has_only_full_rows():
+    labels = grid_labels(64, 10)
+    assert labels.tolist() == [k for k in range(10) for _ in range(6)]  # 10 rows of 6, not 64 in rows of 6
+    assert grid_labels(16, 10).tolist() == list(range(10))
+    assert grid_labels(5, 10).tolist() == list(range(5))  # fewer images than classes: a row each
+    assert grid_labels(64, 0) is None
 
 
 def test_class_flags_on_an_unconditional_generator_are_refused(tmp_path, capsys):
