@@ -22,14 +22,14 @@ import resource
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from gankit.speed import dtype_name
 
-SAMPLE_COUNT = 10_000  # images drawn for the sampling figure
+SAMPLE_COUNT = 10_000  # images drawn for the sampling figure (`--samples`); it is reported as the time for 10k
 
 
 def _sync(device: torch.device) -> None:
@@ -75,10 +75,12 @@ class PlainLoop:
 
     Same nets (gankit.nets.build from the same config), batch, loss, targets and order of updates
     as gankit; only the engineering differs. Label flips and instance noise are left out (no preset
-    uses them); seed 000's split D update is kept, since it changes the arithmetic.
+    uses them); seed 000's split D update is kept, since it changes the arithmetic. A class-
+    conditional config (`cfg.conditioning` resolved: "projection" or "acgan", never "auto") feeds
+    the data's labels to D and uniform random labels to G, as the cGAN tutorials do.
     """
 
-    def __init__(self, cfg, data, device: torch.device):
+    def __init__(self, cfg, data, device: torch.device, num_classes: int = 0):
         from torch.utils.data import DataLoader, TensorDataset
 
         from gankit.images import to_float
@@ -86,61 +88,94 @@ class PlainLoop:
         from gankit.models import net_spec
         from gankit.nets import build
 
+        if cfg.conditioning == "auto":
+            raise ValueError("PlainLoop needs a resolved --conditioning (the gankit run's cfg), not 'auto'")
         self.cfg, self.device, self.loss = cfg, device, LOSSES[cfg.loss]
+        self.num_classes = num_classes if cfg.conditioning != "none" else 0
+        if self.num_classes and data.labels is None:
+            raise ValueError(f"--conditioning {cfg.conditioning} needs labelled images")
         torch.manual_seed(cfg.seed)
-        self.g, self.d = build(net_spec(cfg, data.image_shape))
+        self.g, self.d = build(net_spec(cfg, data.image_shape, self.num_classes))
         self.g.to(device)
         self.d.to(device)
+        self.acgan = cfg.conditioning == "acgan" and self.num_classes > 0
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d))
-        self.loader = DataLoader(TensorDataset(to_float(data.images)), batch_size=cfg.batch_size,
-                                 shuffle=True, drop_last=True)
+        tensors = (to_float(data.images),) + ((data.labels,) if self.num_classes else ())
+        self.loader = DataLoader(TensorDataset(*tensors), batch_size=cfg.batch_size, shuffle=True, drop_last=True)
         self.batches = iter(self.loader)
         self.images_per_step = cfg.batch_size * cfg.d_steps
 
-    def _real(self) -> torch.Tensor:
+    def _real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         try:
-            (real,) = next(self.batches)
+            batch = next(self.batches)
         except StopIteration:
             self.batches = iter(self.loader)
-            (real,) = next(self.batches)
-        return real.to(self.device)
+            batch = next(self.batches)
+        real = batch[0].to(self.device)
+        return real, (batch[1].to(self.device) if self.num_classes else None)
 
     def _z(self, n: int) -> torch.Tensor:
         from gankit.models import sample_latent
         return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, self.device)
 
+    def _y(self, n: int) -> torch.Tensor | None:
+        return torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+
+    @staticmethod
+    def _call(net, x: torch.Tensor, y: torch.Tensor | None):
+        return net(x) if y is None else net(x, y)
+
+    def _judge(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits and its class loss (zero unless ACGAN)."""
+        import torch.nn.functional as F
+
+        out = self._call(self.d, x, y)
+        if self.acgan:
+            logits, class_logits = out
+            return logits, F.cross_entropy(class_logits, y)
+        return out, torch.zeros((), device=self.device)
+
     def __call__(self) -> None:
-        cfg, loss, g, d = self.cfg, self.loss, self.g, self.d
+        cfg, loss, g = self.cfg, self.loss, self.g
+        w = cfg.acgan_weight
         for _ in range(cfg.d_steps):
-            real = self._real()
+            real, real_y = self._real()
             n = real.shape[0]
             real_t = torch.full((n,), cfg.real_label, device=self.device)
             fake_t = torch.full((n,), cfg.fake_label, device=self.device)
-            fake = g(self._z(n))
+            fake_y = self._y(n)
+            fake = self._call(g, self._z(n), fake_y)
             if cfg.d_split_update:
                 self.opt_d.zero_grad()
-                half = loss.real_term(d(real), real_t)
+                logits, cls = self._judge(real, real_y)
+                half = loss.real_term(logits, real_t) + w * cls
                 half.backward()
                 self.opt_d.step()
                 self.opt_d.zero_grad()
-                other = loss.fake_term(d(fake.detach()), fake_t)
+                logits, cls = self._judge(fake.detach(), fake_y)
+                other = loss.fake_term(logits, fake_t) + w * cls
                 other.backward()
                 self.opt_d.step()
                 d_loss = half.item() + other.item()
             else:
                 self.opt_d.zero_grad()
-                d_loss = loss.d_loss(d(real), d(fake.detach()), real_t, fake_t)
+                real_logits, real_cls = self._judge(real, real_y)
+                fake_logits, fake_cls = self._judge(fake.detach(), fake_y)
+                d_loss = loss.d_loss(real_logits, fake_logits, real_t, fake_t) + w * (real_cls + fake_cls)
                 if loss.gradient_penalty:
                     from gankit.losses import gradient_penalty
-                    d_loss = d_loss + cfg.gp_weight * gradient_penalty(d, real, fake)
+                    d_loss = d_loss + cfg.gp_weight * gradient_penalty(
+                        lambda x: self._judge(x, real_y)[0], real, fake)
                 d_loss.backward()
                 self.opt_d.step()
                 d_loss = d_loss.item()
         if not cfg.reuse_fakes:
-            fake = g(self._z(cfg.batch_size))
+            fake_y = self._y(cfg.batch_size)
+            fake = self._call(g, self._z(cfg.batch_size), fake_y)
         self.opt_g.zero_grad()
-        g_loss = loss.g_loss(d(fake))
+        logits, cls = self._judge(fake, fake_y)
+        g_loss = loss.g_loss(logits) + w * cls
         g_loss.backward()
         self.opt_g.step()
         g_loss = g_loss.item()
@@ -163,15 +198,15 @@ class Contender:
 
 def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
     from gankit.loop import Run
+    from gankit.step import GANStep
 
     with tempfile.TemporaryDirectory() as tmp:  # Run writes nothing until fit(); the folder is never used
         run = Run(cfg, Path(tmp) / "bench", quiet=True)
-    images, labels = run.data.images.to(run.device), run.device_labels()
-    stats = run._zero_stats()
+    stats = GANStep.zero_stats()
 
     def step():
-        d_loss, g_loss = run.train_step(images, stats, labels)
-        run._divergence(d_loss, g_loss, run.device.type == "cpu")
+        d_loss, g_loss = run.train_step(stats)
+        run.guard.check(d_loss, g_loss, run.device.type == "cpu")
 
     return Contender(name, step, cfg.batch_size * cfg.d_steps), run
 
@@ -182,14 +217,14 @@ def bench_preset(job: dict) -> dict:
     from gankit.models import generate, sample_latent
     from gankit.presets import preset
     from gankit.speed import native_bf16, resolve_precision
-    from gankit.loop import _open_data
+    from gankit.loop import open_data
 
     torch.set_num_threads(job["threads"])
     layer = {"dataset": job["dataset"], "device": job["device"], "tensorboard": "off", "report": False}
     if job.get("batch_size"):
         layer["batch_size"] = job["batch_size"]
     base = make_config(preset(job["preset"]), layer)
-    size = len(_open_data(base))
+    size = len(open_data(base))
     if base.batch_size * base.d_steps > size // 2:  # seed 002's batch of 6,000 on the 5,000 digits
         base = make_config(base.to_dict(), {"batch_size": max(1, size // (2 * base.d_steps))})
     fp32_cfg = make_config(base.to_dict(), {"precision": "fp32"})
@@ -214,7 +249,9 @@ def bench_preset(job: dict) -> dict:
         warm_up(c)
     _sync(device)
     rss_gankit = _peak_rss_mb()  # before the plain loop's float32 copy of the data exists
-    plain = PlainLoop(base, run.data, device)
+    # The plain loop gets the run's resolved config: --conditioning auto becomes projection or none
+    # from the data's labels, and both contenders then train the same (conditional or not) nets.
+    plain = PlainLoop(replace(base, conditioning=run.cfg.conditioning), run.data, device, run.num_classes)
     contenders.append(Contender("plain", plain, plain.images_per_step))
     warm_up(contenders[-1])
     _sync(device)
@@ -228,10 +265,12 @@ def bench_preset(job: dict) -> dict:
             _sync(device)
             c.seconds += time.perf_counter() - start
 
-    z = sample_latent(SAMPLE_COUNT, base.latent_dim, base.latent_dist)
-    generate(run.g, z[:500], device)  # warm-up
+    count = job.get("samples") or SAMPLE_COUNT
+    z = sample_latent(count, base.latent_dim, base.latent_dist)
+    y = torch.randint(0, run.num_classes, (count,)) if run.num_classes else None  # a conditional G
+    generate(run.state.g, z[:500], device, y=None if y is None else y[:500])  # warm-up
     start = time.perf_counter()
-    generate(run.g, z, device)
+    generate(run.state.g, z, device, y=y)
     sample_s = time.perf_counter() - start
 
     result = {
@@ -240,8 +279,8 @@ def bench_preset(job: dict) -> dict:
         "device": str(device), "default_precision": dtype_name(resolve_precision(base.precision, device)),
         "images_per_s": {c.name: round(c.images_per_s, 1) for c in contenders},
         "flops_per_image": {k: round(v) for k, v in flops.items()},
-        "sample_images_per_s": round(SAMPLE_COUNT / sample_s, 1),
-        "sample_10k_s": round(sample_s, 3),
+        "sample_images_per_s": round(count / sample_s, 1),
+        "sample_10k_s": round(sample_s * 10_000 / count, 3),  # measured on `count` images
         "data_mb": round(run.data.images.numel() * run.data.images.element_size() / 2 ** 20, 1),
         "peak_rss_mb_gankit": round(rss_gankit, 1),  # the process with gankit's runs only
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -268,8 +307,11 @@ def default_dataset() -> str:
 
 
 def run_benchmark(presets: list[str], *, dataset: str, device: str, seconds: float, rounds: int,
-                  warmup: int, compile: bool, threads: int, progress=print) -> dict:
-    """Measure every preset (each in its own child process) and the machine's matmul rates."""
+                  warmup: int, compile: bool, threads: int, progress=print, samples: int = SAMPLE_COUNT,
+                  batch_size: int | None = None) -> dict:
+    """Measure every preset (each in its own child process) and the machine's matmul rates.
+    `samples`: images drawn for the sampling time (reported per 10k); `batch_size`: replaces
+    every preset's own."""
     from gankit.models import pick_device
     from gankit.speed import native_bf16
 
@@ -278,10 +320,11 @@ def run_benchmark(presets: list[str], *, dataset: str, device: str, seconds: flo
     dtypes = [torch.float32] + ([torch.bfloat16] if native_bf16(dev) else [])
     rates_before = machine_rates(dev, dtypes, min(1.5, seconds))
     results = []
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _child_context()
     for name in presets:
         job = {"preset": name, "dataset": dataset, "device": device, "seconds": seconds, "rounds": rounds,
-               "warmup": warmup, "compile": compile, "threads": threads}
+               "warmup": warmup, "compile": compile, "threads": threads, "samples": samples,
+               "batch_size": batch_size}
         with ctx.Pool(1) as pool:
             results.append(pool.apply(bench_preset, (job,)))
         progress(f"{name}: " + ", ".join(f"{k} {v:,.0f} img/s" for k, v in results[-1]["images_per_s"].items()))
@@ -295,9 +338,22 @@ def run_benchmark(presets: list[str], *, dataset: str, device: str, seconds: flo
                     "matmul_gflops": rates, "matmul_gflops_before": rates_before,
                     "matmul_gflops_after": rates_after},
         "protocol": {"dataset": dataset, "seconds_per_turn": seconds, "rounds": rounds,
-                     "warmup_steps": warmup, "sample_images": SAMPLE_COUNT},
+                     "warmup_steps": warmup, "sample_images": samples,
+                     "batch_size": batch_size or "each preset's own"},
         "presets": results,
     }
+
+
+def _child_context():
+    """Where each preset is measured: a child process of its own, so that its peak memory is its
+    own. Where the platform has it (Linux, macOS), children fork from a server process that has
+    imported PyTorch and what building an optimiser imports (torch._dynamo) once: importing
+    them anew took each child 4-7 s on a 2-core CPU. Elsewhere, spawned fresh interpreters."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "gankit.bench", "gankit.loop"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _add_ratios(result: dict, rates: dict[str, float]) -> None:
@@ -317,7 +373,7 @@ def _add_ratios(result: dict, rates: dict[str, float]) -> None:
 def format_table(report: dict) -> str:
     """A fixed-width table of the results (the README's table)."""
     rates = report["machine"]["matmul_gflops"]
-    lines = [f"matmul rate: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in rates.items())
+    lines = ["matmul rate: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in rates.items())
              + f"; {report['machine']['threads']} threads, torch {report['machine']['torch']}"]
     head = (f"{'preset':<16}{'batch':>6}{'MFLOP/img':>10}{'plain img/s':>12}{'fp32 img/s':>11}{'x plain':>8}"
             f"{'% fp32':>7}{'bf16 img/s':>11}{'x plain':>8}{'% bf16':>7}{'10k samples':>12}{'peak MB':>8}")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from gankit import __version__
 from gankit import config as config_mod
-from gankit.config import FIELDS, make_config
+from gankit.config import FIELDS
 from gankit.errors import RunFailed, UserError
-from gankit.presets import DEFAULT_PRESET, PRESETS, describe, preset
+from gankit.presets import DEFAULT_PRESET, PRESETS, describe
 
 # Kept here (not imported from gankit.metrics) so that `gankit --help` does not import the metrics.
 DEFAULT_METRICS_TEXT = ("fid", "kid", "pr", "coverage", "classes")
@@ -62,32 +62,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, dist) -> int:
-    from gankit import loop
+    from gankit.api import resolve_run, train_summary
 
     flags = _flag_values(args)
-    if args.resume:
-        if args.preset or args.config:
-            raise UserError("--resume continues a run with its own config; drop --preset/--config "
-                            "(only length and logging flags such as --steps may change)")
-        if args.dry_run:
-            info_path = Path(args.resume) / "config.json"
-            if not info_path.is_file():
-                raise UserError(f"--resume {args.resume}: no config.json there; is it a gankit run directory?")
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-            print(make_config(info["config"], flags).to_json())
-            return 0
-        summary = loop.resume(Path(args.resume), flags, quiet=args.quiet, dist=dist)
-    else:
-        file_layer = config_mod.load_config_file(args.config) if args.config else {}
-        name = args.preset or file_layer.pop("preset", None) or DEFAULT_PRESET
-        file_layer.pop("preset", None)
-        cfg = make_config(preset(name), file_layer, flags)
-        if args.dry_run:
-            print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
-            return 0
-        # Every rank must write into the folder rank 0 names (the default one is named by the clock).
-        out = Path(args.out) if args.out else dist.on_main(lambda: loop.default_run_dir(name))
-        summary = loop.start(cfg, out, preset=name, quiet=args.quiet, dist=dist)
+    if args.dry_run:
+        name, cfg = resolve_run(preset=args.preset, config_file=args.config, fields=flags, resume=args.resume)
+        print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
+        return 0
+    summary = train_summary(preset=args.preset, config_file=args.config, fields=flags, out=args.out,
+                            resume=args.resume, quiet=args.quiet, dist=dist)
     if not args.quiet and dist.is_main:
         print(f"done: step {summary['step']} of {summary['total_steps']}, {summary['epochs']} epochs, "
               f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training\n"
@@ -97,8 +80,6 @@ def _train(args: argparse.Namespace, dist) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
-
     from gankit.sampling import load_generator, write_images
 
     if args.n < 1:
@@ -108,82 +89,36 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise UserError(f"--scale must be at least 1, got {args.scale}")
     tg = load_generator(args.target, device=args.device)
-    rng = torch.Generator().manual_seed(args.seed)
-    y = tg.labels(args.n, args.class_index, args.by_class, generator=rng)
-    z = tg.latent(len(y) if y is not None else args.n, rng)
+    images = tg.sample(args.n, args.class_index, args.seed, by_class=args.by_class, batch_size=args.batch_size)
     nrow = args.nrow or (args.n if args.by_class else None)  # --by-class: one row per class
-    what = write_images(tg.images(z, args.batch_size, y), args.out, nrow=nrow, scale=args.scale)
+    what = write_images(images, args.out, nrow=nrow, scale=args.scale)
     if not args.quiet:
         print(f"wrote {what} from {tg.checkpoint} (step {tg.step}{', EMA weights' if tg.uses_ema else ''})")
     return 0
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from gankit.sampling import interpolation, load_generator, write_interpolation
+    from gankit.sampling import load_generator, write_interpolation
 
     if args.rows < 1 or args.steps < 2:
         raise UserError("--rows must be at least 1 and --steps at least 2")
     tg = load_generator(args.target, device=args.device)
-    what = write_interpolation(interpolation(tg, args.rows, args.steps, args.seed), args.out)
+    what = write_interpolation(tg.interpolate(args.rows, args.steps, args.seed), args.out)
     if not args.quiet:
         print(f"wrote {what} from {tg.checkpoint} (step {tg.step})")
     return 0
 
 
-def _is_image_set(target: Path) -> bool:
-    """An .npz/.npy file or a folder that is neither a run directory nor an exported generator:
-    images from any tool."""
-    from gankit.export import is_export
-
-    if target.is_file():
-        return target.suffix.lower() in (".npz", ".npy")
-    return (target.is_dir() and not (target / "config.json").exists() and not (target / "checkpoints").is_dir()
-            and not is_export(target))
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gankit.metrics.evaluate import Evaluator, format_table, parse_metrics
+    from gankit.api import evaluate
 
-    metrics = parse_metrics(args.metrics)
-    if args.n < 2:
-        raise UserError(f"-n must be at least 2, got {args.n}")
-    target = Path(args.target)
-    run_dir = None
-    if _is_image_set(target):
-        from gankit.data import open_dataset
-        if not args.dataset:
-            raise UserError(f"{target} is a set of images: name the reference data with --dataset "
-                            "(e.g. --dataset fashion-mnist)")
-        images = open_dataset(str(target)).images
-        if len(images) > args.n:
-            images = images[:args.n]
-        dataset, data_opts, what = args.dataset, {}, f"{len(images):,} images from {target}"
-    else:
-        import torch
-
-        from gankit.sampling import load_generator
-        tg = load_generator(target, device=args.device)
-        cfg = tg.cfg
-        dataset = args.dataset or cfg.dataset
-        data_opts = {"data_dir": cfg.data_dir, "classes": cfg.classes or None, "image_size": cfg.image_size,
-                     "channels": cfg.channels}
-        images = tg.images(tg.latent(args.n, torch.Generator().manual_seed(args.seed)))
-        run_dir = tg.checkpoint.parent.parent if tg.checkpoint.parent.name == "checkpoints" else None
-        what = f"{tg.checkpoint} (step {tg.step}{', EMA' if tg.uses_ema else ''})"
-    evaluator = Evaluator(dataset, extractor=args.extractor, metrics=metrics, n_floor=args.n,
-                          evaluator=args.evaluator, inception_weights=args.inception_weights,
-                          device=args.device if args.device != "auto" else "cpu", use_cache=not args.no_cache,
-                          with_floor=not args.no_floor, **data_opts)
-    result = evaluator.score(images, with_floor=not args.no_floor)
-    result.protocol["scored"] = what
-    print(format_table(result))
-    payload = json.dumps(result.to_dict(), indent=2) + "\n"
-    written = []
-    if run_dir is not None:
-        (run_dir / "eval.json").write_text(payload, encoding="utf-8")
-        written.append(str(run_dir / "eval.json"))
+    scores = evaluate(args.target, args.dataset, metrics=args.metrics, n=args.n, extractor=args.extractor,
+                      evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
+                      device=args.device, floor=not args.no_floor, cache=not args.no_cache)
+    print(scores.table())
+    written = [str(scores.eval_json)] if scores.eval_json is not None else []
     if args.json:
-        Path(args.json).write_text(payload, encoding="utf-8")
+        Path(args.json).write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
         written.append(args.json)
     if written:
         print(f"wrote {', '.join(written)}")
@@ -219,7 +154,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from gankit.report import compare_runs
+    from gankit.compare import compare_runs
 
     print(compare_runs([Path(r) for r in args.run_dirs], Path(args.html) if args.html else None))
     if args.html:
@@ -234,13 +169,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
         raise UserError(f"--presets: unknown {', '.join(unknown)}; `gankit presets` lists them")
-    if args.seconds <= 0 or args.rounds < 1 or args.warmup < 1 or (args.threads is not None and args.threads < 1):
-        raise UserError("--seconds must be > 0 and --rounds, --warmup, --threads at least 1")
+    if (args.seconds <= 0 or args.rounds < 1 or args.warmup < 1 or args.samples < 1
+            or (args.threads is not None and args.threads < 1) or (args.batch_size is not None and args.batch_size < 1)):
+        raise UserError("--seconds must be > 0 and --rounds, --warmup, --samples, --threads, --batch-size at least 1")
     import torch
     report = bench.run_benchmark(names, dataset=args.dataset or bench.default_dataset(), device=args.device, seconds=args.seconds,
                                  rounds=args.rounds, warmup=args.warmup, compile=args.compile,
-                                 threads=args.threads or torch.get_num_threads(),
-                                 progress=(lambda _: None) if args.quiet else print)
+                                 threads=args.threads or torch.get_num_threads(), samples=args.samples,
+                                 batch_size=args.batch_size, progress=(lambda _: None) if args.quiet else print)
     print(bench.format_table(report))
     if args.json:
         bench.write_json(report, Path(args.json))
@@ -286,36 +222,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="draw images from a trained generator")
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
+    p = sub.add_parser("sample", help="draw images from a trained generator",
+                       description="Draw images from a trained generator (its EMA copy where the run kept one).")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|EXPORT", help="a run directory (its newest intact checkpoint), a checkpoint file, or a folder from `gankit export`")
     p.add_argument("-n", type=int, default=64, help="how many images (default 64)")
     p.add_argument("--out", required=True, help="a folder (numbered PNGs), FILE.npz, or grid.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
     p.add_argument("--nrow", type=int, default=None, help="images per row of a grid")
     p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
                    help="conditional generators: draw only class K")
     p.add_argument("--by-class", action="store_true",
                    help="conditional generators: -n images of every class, a row per class in a grid")
     p.add_argument("--scale", type=int, default=1, help="enlarge a grid's pixels this many times")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--device", default="auto")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--batch-size", type=int, default=500, help="images drawn per call of G (default 500)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no message")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("interpolate", help="walk the latent space between random points")
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
+    p = sub.add_parser("interpolate", help="walk the latent space between random points",
+                       description="Walk the latent space between random points (spherically for Gaussian noise); "
+                                   "a class-conditional generator keeps one class along each walk.")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|EXPORT", help="a run directory (its newest intact checkpoint), a checkpoint file, or a folder from `gankit export`")
     p.add_argument("--out", required=True, help="walk.gif (animated) or walk.png (a row per walk)")
     p.add_argument("--rows", type=int, default=8, help="how many walks (default 8)")
     p.add_argument("--steps", type=int, default=10, help="images along each walk (default 10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="the same seed walks the same paths (default 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no message")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("eval", help="score a run, a checkpoint or a set of images against real data",
                        description="FID, KID, precision/recall, density/coverage and class coverage, with the "
                                    "real-data floor beside each number.")
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|IMAGES", help="a run, a checkpoint, a folder or .npz of images")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|EXPORT|IMAGES",
+                   help="a run, a checkpoint, a folder from `gankit export`, or images: an .npz/.npy file or a folder")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS_TEXT),
                    help="comma-separated: fid, kid, pr, coverage, classes, is (default: %(default)s)")
     p.add_argument("-n", type=int, default=10_000, help="generated images to score (default 10000)")
@@ -327,30 +267,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the results here")
     p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
     p.add_argument("--no-cache", action="store_true", help="recompute reference features")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated images (default 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("train-evaluator", help="train the classifier whose features `gankit eval` uses")
-    p.add_argument("--dataset", required=True)
+    p = sub.add_parser("train-evaluator", help="train the classifier whose features `gankit eval` uses",
+                       description="Train the small CNN whose features and predictions `gankit eval` uses for a "
+                                   "dataset without a shipped one; then: gankit eval ... --evaluator FILE.")
+    p.add_argument("--dataset", required=True, help="a dataset name or path with class labels (`gankit datasets`)")
     p.add_argument("--out", metavar="FILE", help="where to write it (default: the gankit cache)")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=8, help="passes over the training images (default 8)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--data-dir", default=None, help="where to look for the dataset's files first")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_train_evaluator)
 
-    p = sub.add_parser("export", help="write a generator as safetensors + JSON for sharing")
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p = sub.add_parser("export", help="write a generator as safetensors + JSON for sharing",
+                       description="Write G (its EMA copy where kept) as DIR/generator.safetensors and "
+                                   "DIR/generator.json; sample, interpolate and eval accept DIR.")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT",
+                   help="a run directory (its newest intact checkpoint) or a checkpoint file")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html: samples over time, curves, health, how to resume")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (training need not have finished)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="runs side by side: config differences, steps, time, best scores")
-    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="the run directories to set side by side")
     p.add_argument("--html", metavar="FILE", help="also write an HTML page with the final grids")
     p.set_defaults(func=cmd_compare)
 
@@ -361,22 +306,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", help="comma-separated (default: all)")
     p.add_argument("--dataset", default=None,
                    help="images to train on (default: fashion-mnist where found, else the embedded mnist-5k)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
     p.add_argument("--seconds", type=float, default=4.0, help="length of one timed turn (default 4)")
     p.add_argument("--rounds", type=int, default=3, help="turns per contender (default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--batch-size", type=int, default=None, help="train every preset at this batch (default: each preset's own)")
+    p.add_argument("--samples", type=int, default=10_000,
+                   help="images drawn to time sampling (default 10000; the table gives the time per 10k)")
     p.add_argument("--compile", action="store_true", help="also time gankit with --compile")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the table, no line per preset")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("datasets", help="list datasets and whether they are available here")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help="also look for dataset files here")
     p.set_defaults(func=cmd_datasets)
+    for p in sub.choices.values():  # a flag the subcommand does not know is reported with its usage
+        p.set_defaults(subparser=p)
     return parser
 
 
@@ -394,7 +344,9 @@ def _report(command: str, what: str, exc: Exception) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would print the top-level usage; the subcommand's says what it takes
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except UserError as exc:

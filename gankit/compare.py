@@ -10,61 +10,58 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from gankit.report import (_data_uri, _duration, _evals, _finite, _load_eval_json, _load_info,
-                           _training, _write_atomic, sample_frames)
-from gankit.loop import read_metrics
+from gankit.atomic import atomic_write_text
+from gankit.pages import data_uri, duration, fmt
+from gankit.rundir import RunDir, eval_records, finite, training_records
 
 _MISSING = "-"
 
 
 def _best(run_dir: Path, records: list[dict], key: str, lower_is_better: bool) -> float | None:
     """The best value of `key` over the evaluation lines and eval.json, or None when neither has it."""
-    values = _finite(r.get(key) for r in _evals(records))
-    result = _load_eval_json(run_dir)
+    values = finite(r.get(key) for r in eval_records(records))
+    result = RunDir(run_dir).read_eval()
     if result:
-        values += _finite([(result.get("metrics") or {}).get(key)])
+        values += finite([(result.get("metrics") or {}).get(key)])
     if not values:
         return None
     return min(values) if lower_is_better else max(values)
 
 
 def _cell(value) -> str:
-    if value is None:
-        return _MISSING
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) or "()"
-    return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e9:
+        return str(int(value))  # 10000, not fmt's 1e+04: configs hold half-lives and step counts
+    return fmt(value, sep=",")
 
 
 def _summaries(run_dirs: list) -> tuple[list[str], list[list[str]], list[Path | None]]:
     """Row labels, one column of cells per run, and each run's final grid (or None)."""
     dirs = [Path(d) for d in run_dirs]
-    infos = [_load_info(d) for d in dirs]  # UserError naming the first path that is not a run
+    infos = [RunDir(d).read_info() for d in dirs]  # UserError naming the first path that is not a run
     configs = [info.get("config") or {} for info in infos]
     fields = sorted({k for c in configs for k in c})
     # Only fields that differ between the runs: the rest is shared and would bury the signal.
-    differing = [f for f in fields if len({repr(c.get(f)) for c in configs}) > 1]
+    # (dataset has a row of its own above them: the name the run resolved, for every run.)
+    differing = [f for f in fields if f != "dataset" and len({repr(c.get(f)) for c in configs}) > 1]
 
     labels = ["run", "preset", "dataset", *differing, "steps done", "training time", "best FID", "best KID",
               "best coverage"]
     columns, grids = [], []
     for d, info, config in zip(dirs, infos, configs):
-        records = read_metrics(d / "metrics.jsonl")
-        train = _training(records)
+        records = RunDir(d).read_metrics()
+        train = training_records(records)
         last = train[-1] if train else {}
-        seconds = _finite([last.get("time_s")])
+        seconds = finite([last.get("time_s")])
         columns.append([
             d.name, info.get("preset") or "custom",
             (info.get("dataset") or {}).get("name") or config.get("dataset", _MISSING),
             *[_cell(config.get(f)) for f in differing],
             f"{last.get('step', 0)}/{info.get('total_steps', '?')}",
-            _duration(seconds[0]) if seconds else _MISSING,
+            duration(seconds[0]) if seconds else _MISSING,
             _cell(_best(d, records, "fid", True)), _cell(_best(d, records, "kid", True)),
             _cell(_best(d, records, "coverage", False)),
         ])
-        frames = sample_frames(d)
+        frames = RunDir(d).sample_frames()
         grids.append(frames[-1][1] if frames else None)
     return labels, columns, grids
 
@@ -87,7 +84,7 @@ def _html_page(labels: list[str], columns: list[list[str]], grids: list[Path | N
     rows = "".join(f"<tr><th>{e(label)}</th>" + "".join(f"<td>{e(col[i])}</td>" for col in columns) + "</tr>"
                    for i, label in enumerate(labels) if i > 0)
     figures = "".join(
-        f'<figure><img alt="final samples of {e(col[0])}" src="{_data_uri(g.read_bytes())}">'
+        f'<figure><img alt="final samples of {e(col[0])}" src="{data_uri(g.read_bytes())}">'
         f"<figcaption>{e(col[0])} (step {int(g.stem.split('_')[1])})</figcaption></figure>"
         if g is not None
         else f'<figure><p class="nodata">no samples yet</p><figcaption>{e(col[0])}</figcaption></figure>'
@@ -112,6 +109,6 @@ def compare_runs(run_dirs: list, out_html: Path | None = None) -> str:
     labels, columns, grids = _summaries(run_dirs)
     table = _text_table(labels, columns)
     if out_html is not None:
-        _write_atomic(Path(out_html), _html_page(labels, columns, grids))
+        atomic_write_text(Path(out_html), _html_page(labels, columns, grids))
     return table
 

@@ -8,6 +8,10 @@ winner of the README's quality table.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from gankit.config import Config, load_config_file, make_config
 from gankit.errors import UserError
 
 # Keras' BatchNormalization defaults are momentum=0.99 (PyTorch 0.01) and epsilon=1e-3.
@@ -156,3 +160,17 @@ def preset(name: str) -> dict:
 
 def describe(name: str) -> str:
     return PRESETS[name]["_about"]
+
+
+def resolve_config(preset_name: str | None = None, config_file: str | Path | None = None,
+                   fields: dict[str, Any] | None = None) -> tuple[str, Config]:
+    """(preset name, Config) of a new run, layered as `gankit train` and `gankit.train()` both do:
+    the defaults <- the preset <- the config file <- `fields` (flags or keyword arguments).
+
+    The preset is `preset_name`, else the one the config file names (`preset = "dcgan"`), else
+    DEFAULT_PRESET. Unknown presets or fields and invalid values raise UserError.
+    """
+    file_layer = load_config_file(config_file) if config_file else {}
+    from_file = file_layer.pop("preset", None)
+    name = preset_name or from_file or DEFAULT_PRESET
+    return name, make_config(preset(name), file_layer, dict(fields or {}))

@@ -1,12 +1,18 @@
-"""Reading a trained generator back from a run directory or checkpoint, and drawing from it."""
+"""Reading a trained generator back from a run directory or checkpoint, and drawing from it.
+
+`load_generator` gives a `TrainedGenerator`; its `sample`, `grid` and `interpolate` are what
+`gankit sample`, `gankit interpolate` and the Python API (`gankit.load`) all call.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from gankit import checkpoint as ckpt_io
@@ -30,6 +36,7 @@ class TrainedGenerator:
     uses_ema: bool
     device: torch.device
     num_classes: int = 0  # > 0: a class-conditional G, which needs labels
+    image_shape: tuple[int, int, int] = (0, 0, 0)  # (channels, height, width) of its images
 
     def labels(self, n: int, class_index: int | None = None, by_class: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -37,8 +44,8 @@ class TrainedGenerator:
         uniform at random; None for an unconditional G. Raises UserError naming --class."""
         if not self.num_classes:
             if class_index is not None or by_class:
-                raise UserError("--class/--by-class: this generator was trained without --conditioning, "
-                                "so it cannot be asked for a class")
+                raise UserError("--class/--by-class (classes=, by_class=): this generator was trained without "
+                                "--conditioning, so it cannot be asked for a class")
             return None
         if class_index is not None:
             if not 0 <= class_index < self.num_classes:
@@ -49,6 +56,7 @@ class TrainedGenerator:
         return torch.randint(0, self.num_classes, (n,), generator=generator)
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latent vectors of this G's kind (normal or uniform), on the CPU."""
         return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, generator=generator)
 
     def images(self, z: torch.Tensor, batch_size: int = 500, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,6 +64,75 @@ class TrainedGenerator:
         if self.num_classes and y is None:
             y = self.labels(len(z), generator=torch.Generator().manual_seed(0))
         return generate(self.g, z, self.device, batch_size, y=y)
+
+    def sample(self, n: int, classes: int | Sequence[int] | torch.Tensor | None = None, seed: int | None = None,
+               *, by_class: bool = False, batch_size: int = 500) -> torch.Tensor:
+        """n images as a uint8 tensor [n, C, H, W] on the CPU (what `gankit sample` writes).
+
+        classes: for a class-conditional G, None draws classes uniformly at random, an int draws
+        only that class, a sequence gives each image's class (n of them). by_class: n images of
+        every class in class order instead ([n * num_classes, C, H, W]). seed: the same seed draws
+        the same images; None draws fresh ones.
+        """
+        if n < 1:
+            raise UserError(f"-n must be at least 1, got {n}")
+        rng = _rng(seed)
+        if classes is None or isinstance(classes, int):
+            y = self.labels(n, classes, by_class, generator=rng)
+        else:
+            if by_class:
+                raise UserError("give either classes or by_class, not both")
+            y = self._label_list(classes, n)
+        z = self.latent(len(y) if y is not None else n, rng)
+        return self.images(z, batch_size, y)
+
+    def grid(self, n: int = 64, classes: int | Sequence[int] | torch.Tensor | None = None, seed: int | None = None,
+             *, by_class: bool = False, nrow: int | None = None, scale: int = 1) -> Image.Image:
+        """`sample(n, classes, seed, by_class=by_class)` tiled into one PIL image (shown inline by
+        notebooks; `.save("grid.png")` writes it): `nrow` images per row (default: a square, or
+        a row per class with by_class), pixels enlarged `scale` times."""
+        if scale < 1:
+            raise UserError(f"--scale must be at least 1, got {scale}")
+        images = self.sample(n, classes, seed, by_class=by_class)
+        return viz.grid(images, nrow=nrow or (n if by_class else None), scale=scale)
+
+    def interpolate(self, rows: int = 8, steps: int = 10, seed: int | None = None,
+                    out: str | Path | None = None) -> torch.Tensor:
+        """`rows` walks of `steps` images each between random latents (spherical for Gaussian noise;
+        a conditional G keeps one class along each walk): uint8 [rows, steps, C, H, W]. With
+        `out`, also written as walk.gif (animated) or walk.png (a row per walk)."""
+        if rows < 1 or steps < 2:
+            raise UserError("--rows must be at least 1 and --steps at least 2")
+        walk = interpolation(self, rows, steps, seed)
+        if out is not None:
+            write_interpolation(walk, out)
+        return walk
+
+    def _label_list(self, classes: Sequence[int] | torch.Tensor, n: int) -> torch.Tensor:
+        """One class per image, checked against the classes this G knows."""
+        y = torch.as_tensor(list(classes) if not isinstance(classes, torch.Tensor) else classes, dtype=torch.long)
+        if y.dim() != 1 or len(y) != n:
+            raise UserError(f"classes: give one class per image ({n}), got {tuple(y.shape)}")
+        if not self.num_classes:
+            self.labels(n, 0)  # raises: this G has no classes
+        if len(y) and not (0 <= int(y.min()) and int(y.max()) < self.num_classes):
+            raise UserError(f"classes: this generator knows classes 0..{self.num_classes - 1}")
+        return y
+
+    def __repr__(self) -> str:
+        kind = f"{self.num_classes} classes" if self.num_classes else "unconditional"
+        return (f"TrainedGenerator({self.cfg.arch}, {kind}, step {self.step}{', EMA weights' if self.uses_ema else ''}, "
+                f"from {self.checkpoint}, on {self.device})")
+
+
+def _rng(seed: int | None) -> torch.Generator:
+    """A CPU generator: seeded for repeatable draws, or from the OS's entropy when seed is None."""
+    rng = torch.Generator()
+    if seed is None:
+        rng.seed()
+    else:
+        rng.manual_seed(seed)
+    return rng
 
 
 def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator:
@@ -76,7 +153,8 @@ def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator
     g, _ = build(net_spec(cfg, tuple(state["image_shape"]), classes))
     g.load_state_dict(state["generator_ema"] if use_ema and state.get("generator_ema") else state["generator"])
     g.to(dev).eval()
-    return TrainedGenerator(g, cfg, int(state["progress"]["step"]), path, use_ema, dev, classes)
+    return TrainedGenerator(g, cfg, int(state["progress"]["step"]), Path(path), use_ema, dev, classes,
+                            tuple(int(v) for v in state["image_shape"]))
 
 
 def _newest_state(target: str | Path) -> tuple[Path, dict]:
@@ -112,9 +190,9 @@ def write_images(images: torch.Tensor, out: str | Path, nrow: int | None = None,
     return f"{len(images)} PNG files in {out}/"
 
 
-def interpolation(tg: TrainedGenerator, rows: int, steps: int, seed: int) -> torch.Tensor:
+def interpolation(tg: TrainedGenerator, rows: int, steps: int, seed: int | None) -> torch.Tensor:
     """uint8 [rows, steps, C, H, W]: each row walks from one random latent to another."""
-    rng = torch.Generator().manual_seed(seed)
+    rng = _rng(seed)
     a, b = tg.latent(rows, rng), tg.latent(rows, rng)
     path = interpolate_latents(a, b, steps, tg.cfg.latent_dist)
     y = tg.labels(rows, generator=rng)  # a conditional G keeps one class along each walk

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from gankit import bench
@@ -71,3 +72,46 @@ def test_a_batch_larger_than_half_the_data_is_capped():
     result = bench.bench_preset({"preset": "mlp-gan", "dataset": "mnist-5k", "device": "cpu", "seconds": 0.05,
                                  "rounds": 1, "warmup": 1, "compile": False, "threads": 1, "batch_size": 4000})
     assert result["batch_size"] == 2500 and result["images"] == 5000
+
+
+def test_bench_runs_every_preset_and_writes_its_json(tmp_path, capsys):
+    # The README's `gankit bench` measures every preset; `default` and `fast` say --conditioning auto,
+    # which each contender must resolve from the data (the digits' labels: projection).
+    from gankit.presets import PRESETS
+
+    out = tmp_path / "results" / "bench.json"
+    out.parent.mkdir()
+    assert main(["bench", "--seconds", "0.05", "--rounds", "1", "--warmup", "1", "--threads", "1", "--samples", "100",
+                 "--batch-size", "32", "--dataset", "mnist-5k", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["preset"] for r in report["presets"]] == list(PRESETS)
+    for r in report["presets"]:
+        assert r["batch_size"] == 32 and r["images_per_s"]["plain"] > 0 and r["images_per_s"]["gankit fp32"] > 0, r
+        assert r["sample_10k_s"] > 0
+    assert report["protocol"]["sample_images"] == 100
+    table = capsys.readouterr().out
+    assert all(name in table for name in PRESETS)
+
+
+def test_plain_loop_of_a_conditional_preset_feeds_labels():
+    cfg = make_config(preset("fast"), {"dataset": "mnist-5k", "width": 8, "batch_size": 16, "conditioning": "projection"})
+    data = open_dataset("mnist-5k")
+    loop = bench.PlainLoop(cfg, data, torch.device("cpu"), num_classes=data.num_classes)
+    assert loop.g.num_classes == 10 and loop.d.num_classes == 10
+    before = [p.detach().clone() for p in loop.d.parameters()]
+    loop()
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.d.parameters()))
+
+
+def test_plain_loop_refuses_an_unresolved_conditioning():
+    cfg = make_config(preset("default"), {"width": 8})
+    with pytest.raises(ValueError, match="auto"):
+        bench.PlainLoop(cfg, open_dataset("mnist-5k"), torch.device("cpu"))
+
+
+def test_bench_of_a_preset_with_conditioning_auto():
+    result = bench.bench_preset({"preset": "default", "dataset": "mnist-5k", "device": "cpu", "seconds": 0.05,
+                                 "rounds": 1, "warmup": 1, "compile": False, "threads": 1, "batch_size": 16,
+                                 "samples": 50})
+    assert result["images_per_s"]["plain"] > 0 and result["images_per_s"]["gankit fp32"] > 0
+    assert result["sample_10k_s"] > 0

@@ -141,6 +141,9 @@ def train_classifier(
     if train.image_shape != test.image_shape:
         raise UserError(f"training images are {train.image_shape} but test images are {test.image_shape}")
     num_classes = max(train.num_classes, test.num_classes)
+    if num_classes < 2:
+        raise UserError(f"{train.name}: its labels name {num_classes} class; the evaluation classifier needs "
+                        "at least 2 (an image folder gets one class per sub-folder)")
     steps_per_epoch = math.ceil(len(train) / batch_size)
 
     # fork_rng: model init and dropout use the global generator; seed it without changing the caller's.

@@ -1,0 +1,262 @@
+"""gankit from Python: `train`, `load` and `evaluate`, the same code paths as `gankit train`,
+`gankit sample` / `interpolate` and `gankit eval`.
+
+    import gankit
+
+    run = gankit.train(preset="default", steps=300, out="runs/py")  # any config field as a keyword
+    print(run.run_dir, run.summary["images_seen"])
+
+    g = run.generator                   # or gankit.load("runs/py"): a run, a checkpoint or an export
+    images = g.sample(16, seed=0)       # uint8 tensor [16, 1, 28, 28]
+    sevens = g.sample(8, classes=7)     # a class-conditional G draws the class you ask for
+    g.grid(10, by_class=True, scale=2).save("digits.png")  # a PIL image: a notebook shows it inline
+    walk = g.interpolate(rows=4, steps=8, out="walk.gif")  # uint8 [4, 8, 1, 28, 28]
+
+    scores = gankit.evaluate(run, n=2000)            # a dict: {"fid": ..., "kid": ..., ...}
+    print(scores["fid"], "real data:", scores.floor["fid"])
+    gankit.evaluate(images, dataset="mnist-5k")      # any uint8 images against a dataset
+
+Everything here raises `gankit.UserError` for a mistake the caller can fix (an unknown preset or
+field, a folder that is not a run), with the message the command line would print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from gankit.errors import UserError
+from gankit.presets import resolve_config
+
+if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
+    import numpy as np
+    import torch
+
+    from gankit.config import Config
+    from gankit.distributed import Dist
+    from gankit.sampling import TrainedGenerator
+
+__all__ = ["Scores", "TrainedRun", "evaluate", "load", "resolve_run", "train", "train_summary"]
+
+# gankit.metrics.evaluate.DEFAULT_METRICS, repeated so that importing this module does not import torch
+DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "pr", "coverage", "classes")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class TrainedRun:
+    """A run directory that `train` wrote: where it is, what the training did, and its generator.
+
+    `summary` holds step, total_steps, epochs, images_seen and seconds of training. The run is
+    path-like: `gankit.load(run)`, `gankit.evaluate(run)` and `open(run.run_dir / ...)` all work.
+    """
+
+    run_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def __fspath__(self) -> str:
+        return str(self.run_dir)
+
+    @property
+    def preset(self) -> str | None:
+        """The preset the run was made from (None for a run without one)."""
+        return self._info.get("preset")
+
+    @property
+    def config(self) -> Config:
+        """The run's resolved config, as config.json records it."""
+        from gankit.config import make_config
+        return make_config(self._info["config"])
+
+    @cached_property
+    def generator(self) -> TrainedGenerator:
+        """The run's generator from its newest intact checkpoint (the EMA copy where kept)."""
+        return load(self.run_dir)
+
+    @property
+    def _info(self) -> dict[str, Any]:
+        path = self.run_dir / "config.json"
+        if not path.is_file():
+            raise UserError(f"{self.run_dir}: no config.json there; is it a gankit run directory?")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def __repr__(self) -> str:
+        s = self.summary
+        done = f", step {s['step']} of {s['total_steps']}" if "step" in s else ""
+        return f"TrainedRun({str(self.run_dir)!r}{done})"
+
+
+def train(preset: str | None = None, *, config: PathLike | None = None, out: PathLike | None = None,
+          resume: PathLike | None = None, quiet: bool = False, **fields: Any) -> TrainedRun:
+    """Train a GAN, as `gankit train` does, and return the run.
+
+    preset: a named recipe (`gankit presets` lists them; default "default"). config: a TOML or
+    JSON file of fields. fields: any config field as a keyword (`steps=500, lr_g=1e-4,
+    dataset="fashion-mnist", g_widths=(256, 512)`); defaults <- preset <- file <- fields. out: the
+    run directory (default runs/<preset>-<time>); it must not hold a run already. resume: continue
+    that run from its newest checkpoint instead (only length and logging fields such as `steps`
+    may change). quiet: no progress bar or messages.
+    """
+    summary = train_summary(preset=preset, config_file=config, fields=fields, out=out, resume=resume, quiet=quiet)
+    return TrainedRun(Path(summary["run_dir"]), summary)
+
+
+def resolve_run(*, preset: str | None, config_file: PathLike | None, fields: dict[str, Any],
+                resume: PathLike | None = None) -> tuple[str | None, Config]:
+    """(preset, config) of what `train` would train, without touching anything: what `gankit
+    train --dry-run` prints. A new run layers defaults <- preset <- file <- fields; a resumed run
+    takes its config.json with `fields` on top."""
+    if resume is None:
+        return resolve_config(preset, config_file, fields)
+    _refuse_preset_on_resume(preset, config_file)
+    from gankit.config import make_config
+    info_path = Path(resume) / "config.json"
+    if not info_path.is_file():
+        raise UserError(f"--resume {resume}: no config.json there; is it a gankit run directory?")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    return info.get("preset"), make_config(info["config"], fields)
+
+
+def train_summary(*, preset: str | None, config_file: PathLike | None, fields: dict[str, Any],
+                  out: PathLike | None, resume: PathLike | None, quiet: bool, dist: Dist | None = None
+                  ) -> dict[str, Any]:
+    """Start or resume a run and return its summary: the one path of `gankit train` (which passes
+    its process group as `dist`) and `train`."""
+    from gankit import launch
+    from gankit.distributed import Dist
+    from gankit.rundir import default_run_dir
+
+    dist = dist or Dist()
+    if resume is not None:
+        _refuse_preset_on_resume(preset, config_file)
+        return launch.resume(Path(resume), fields, quiet=quiet, dist=dist)
+    name, cfg = resolve_config(preset, config_file, fields)
+    # Every rank must write into the folder rank 0 names (the default one is named by the clock).
+    run_dir = Path(out) if out else dist.on_main(lambda: default_run_dir(name))
+    return launch.start(cfg, run_dir, preset=name, quiet=quiet, dist=dist)
+
+
+def _refuse_preset_on_resume(preset: str | None, config_file: PathLike | None) -> None:
+    if preset or config_file:
+        raise UserError("--resume continues a run with its own config; drop --preset/--config "
+                        "(only length and logging flags such as --steps may change)")
+
+
+def load(target: PathLike | TrainedRun, device: str = "auto") -> TrainedGenerator:
+    """The generator of a run directory (its newest intact checkpoint), a checkpoint file, or a
+    folder written by `gankit export`, ready to draw from: `.sample(n, classes=None, seed=None)`
+    (uint8 tensor [n, C, H, W]), `.grid(n, ...)` (a PIL image), `.interpolate(rows, steps, ...)`.
+    The EMA copy of G's weights is used where the run kept one. device: "auto", "cpu", "cuda"..."""
+    from gankit.sampling import load_generator
+    return load_generator(Path(target), device=device)
+
+
+class Scores(dict[str, Any]):
+    """The scores of one evaluation: a dict of metric -> value (`scores["fid"]`), plus `floor`
+    (the same metrics of real images against the same reference: the best a model can reach),
+    `protocol` (extractor, how many images, which split) and `eval_json` (the run's eval.json that
+    was written, or None). `to_dict()` is eval.json's layout; `table()` what `gankit eval` prints."""
+
+    def __init__(self, metrics: dict[str, Any], floor: dict[str, Any], protocol: dict[str, Any],
+                 eval_json: Path | None = None):
+        super().__init__(metrics)
+        self.floor, self.protocol, self.eval_json = dict(floor), dict(protocol), eval_json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "metrics": dict(self), "floor": self.floor}
+
+    def table(self) -> str:
+        from gankit.metrics.evaluate import Evaluation, format_table
+        return format_table(Evaluation(dict(self), self.floor, self.protocol))
+
+
+Images = Union["torch.Tensor", "np.ndarray"]
+
+
+def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset: str | None = None, *,
+             metrics: Sequence[str] | str = DEFAULT_METRICS, n: int = 10_000, extractor: str = "classifier",
+             evaluator: PathLike | None = None, inception_weights: PathLike | None = None, seed: int = 0,
+             device: str = "auto", floor: bool = True, cache: bool = True) -> Scores:
+    """Score generated images against real data, as `gankit eval` does: FID, KID, precision/recall,
+    density/coverage and class coverage, with the real-data floor beside each (`Scores.floor`).
+
+    target: a run directory, checkpoint or exported generator (n images are drawn with `seed`;
+    a run directory also gets eval.json), a loaded generator, or images: a uint8 tensor or array
+    [N, C, H, W] or [N, H, W, C] (floats in [0, 1] or [-1, 1] are accepted), or an .npz/.npy
+    file or image folder. dataset: the reference data (default: the run's; required for images).
+    metrics: any of fid, kid, pr, coverage, classes, is. extractor: "classifier" (gankit's own,
+    offline, for mnist and fashion-mnist, or the file `evaluator` names) or "inception"
+    (Inception-v3, for numbers comparable with papers; `inception_weights` is its file).
+    """
+    from gankit.metrics.evaluate import Evaluator, parse_metrics
+
+    names = parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
+    if n < 2:
+        raise UserError(f"-n must be at least 2, got {n}")
+    images, what, dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device)
+    scorer = Evaluator(dataset, extractor=extractor, metrics=names, n_floor=n,
+                       evaluator=str(evaluator) if evaluator else None,
+                       inception_weights=str(inception_weights) if inception_weights else None,
+                       device=device if device != "auto" else "cpu", use_cache=cache, with_floor=floor, **data_opts)
+    result = scorer.score(images, with_floor=floor)
+    result.protocol["scored"] = what
+    eval_json = None
+    if run_dir is not None:
+        from gankit.atomic import atomic_write_text
+        eval_json = run_dir / "eval.json"
+        atomic_write_text(eval_json, json.dumps(result.to_dict(), indent=2) + "\n")
+    return Scores(result.metrics, result.floor, result.protocol, eval_json)
+
+
+def is_image_set(target: Path) -> bool:
+    """An .npz/.npy file or a folder that is neither a run directory nor an exported generator:
+    images from any tool."""
+    from gankit.export import is_export
+
+    if target.is_file():
+        return target.suffix.lower() in (".npz", ".npy")
+    return (target.is_dir() and not (target / "config.json").exists() and not (target / "checkpoints").is_dir()
+            and not is_export(target))
+
+
+def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str
+                     ) -> tuple[torch.Tensor, str, str, dict[str, Any], Path | None]:
+    """(uint8 images, what they are, reference dataset, its options, run dir to write eval.json)."""
+    import numpy as np
+    import torch
+
+    from gankit.sampling import TrainedGenerator, load_generator
+
+    if isinstance(target, (torch.Tensor, np.ndarray)):
+        from gankit.data.arrays import to_uint8_nchw
+        array = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else target
+        images = torch.from_numpy(to_uint8_nchw(np.asarray(array), "images"))
+        return images[:n], f"{min(n, len(images)):,} images given", _need_dataset(dataset, "images"), {}, None
+    if not isinstance(target, TrainedGenerator):
+        path = Path(target)
+        if is_image_set(path):
+            from gankit.data import open_dataset
+            images = open_dataset(str(path)).images[:n]
+            return images, f"{len(images):,} images from {path}", _need_dataset(dataset, str(path)), {}, None
+        target = load_generator(path, device=device)
+    tg = target
+    cfg = tg.cfg
+    data_opts = {"data_dir": cfg.data_dir, "classes": cfg.classes or None, "image_size": cfg.image_size,
+                 "channels": cfg.channels}
+    images = tg.images(tg.latent(n, torch.Generator().manual_seed(seed)))
+    run_dir = tg.checkpoint.parent.parent if tg.checkpoint.parent.name == "checkpoints" else None
+    what = f"{tg.checkpoint} (step {tg.step}{', EMA' if tg.uses_ema else ''})"
+    return images, what, dataset or cfg.dataset, data_opts, run_dir
+
+
+def _need_dataset(dataset: str | None, what: str) -> str:
+    if not dataset:
+        raise UserError(f"{what} is a set of images: name the reference data with --dataset "
+                        "(e.g. --dataset fashion-mnist)")
+    return dataset
