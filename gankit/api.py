@@ -22,7 +22,6 @@ field, a folder that is not a run), with the message the command line would prin
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from gankit.errors import UserError
 from gankit.presets import resolve_config
+from gankit.rundir import RunDir, default_run_dir
 
 if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
     import numpy as np
@@ -81,10 +81,7 @@ class TrainedRun:
 
     @property
     def _info(self) -> dict[str, Any]:
-        path = self.run_dir / "config.json"
-        if not path.is_file():
-            raise UserError(f"{self.run_dir}: no config.json there; is it a gankit run directory?")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return RunDir(self.run_dir).read_info()
 
     def __repr__(self) -> str:
         s = self.summary
@@ -116,10 +113,7 @@ def resolve_run(*, preset: str | None, config_file: PathLike | None, fields: dic
         return resolve_config(preset, config_file, fields)
     _refuse_preset_on_resume(preset, config_file)
     from gankit.config import make_config
-    info_path = Path(resume) / "config.json"
-    if not info_path.is_file():
-        raise UserError(f"--resume {resume}: no config.json there; is it a gankit run directory?")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info = RunDir(resume).read_info("--resume")
     return info.get("preset"), make_config(info["config"], fields)
 
 
@@ -130,7 +124,6 @@ def train_summary(*, preset: str | None, config_file: PathLike | None, fields: d
     its process group as `dist`) and `train`."""
     from gankit import launch
     from gankit.distributed import Dist
-    from gankit.rundir import default_run_dir
 
     dist = dist or Dist()
     if resume is not None:
@@ -206,11 +199,7 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
                        device=device if device != "auto" else "cpu", use_cache=cache, with_floor=floor, **data_opts)
     result = scorer.score(images, with_floor=floor)
     result.protocol["scored"] = what
-    eval_json = None
-    if run_dir is not None:
-        from gankit.atomic import atomic_write_text
-        eval_json = run_dir / "eval.json"
-        atomic_write_text(eval_json, json.dumps(result.to_dict(), indent=2) + "\n")
+    eval_json = RunDir(run_dir).write_eval(result.to_dict()) if run_dir is not None else None
     return Scores(result.metrics, result.floor, result.protocol, eval_json)
 
 
@@ -221,8 +210,8 @@ def is_image_set(target: Path) -> bool:
 
     if target.is_file():
         return target.suffix.lower() in (".npz", ".npy")
-    return (target.is_dir() and not (target / "config.json").exists() and not (target / "checkpoints").is_dir()
-            and not is_export(target))
+    run = RunDir(target)
+    return target.is_dir() and not run.is_run() and not run.checkpoints.is_dir() and not is_export(target)
 
 
 def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str

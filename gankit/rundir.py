@@ -23,7 +23,6 @@ from typing import Any, Iterable, TextIO
 
 from PIL import Image
 
-from gankit import checkpoint as ckpt_io
 from gankit.atomic import atomic_write_text
 from gankit.errors import RunFailed, UserError
 
@@ -132,7 +131,8 @@ class RunDir:
     # ---------------------------------------------------------------- failures
     def write_failed(self, exc: OSError, where: Path | None = None) -> RunFailed:
         """The message for a write into the run that failed: which folder, why, what is intact, what to do."""
-        newest = ckpt_io.latest(self.path)
+        from gankit.checkpoint import latest  # imports torch: only when a write failed
+        newest = latest(self.path)
         kept = f"{newest.name} is intact" if newest else "no checkpoint was written yet"
         return RunFailed(f"cannot write into {where or exc.filename or self.path} ({exc.strerror or exc}); {kept}. "
                          f"Free some space or fix the folder's permissions, then continue with: "
