@@ -20,6 +20,7 @@ once, and single-process training runs exactly as it did before this module exis
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
 import re
@@ -141,6 +142,10 @@ class Dist:
         import torch.distributed as td
         if not td.is_available():
             raise UserError("this PyTorch build has no torch.distributed; run gankit without torchrun")
+        # Imported before the group exists, so that its functions' default argument `group=group.WORLD`
+        # (evaluated at import: DDP's first use imports it through torch._dynamo) is None and not
+        # this group, which it would otherwise keep alive past close() (see close()).
+        import torch.distributed.nn  # noqa: F401
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and td.is_nccl_available() else "gloo"
         td.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                               timeout=timedelta(seconds=timeout_s))
@@ -285,10 +290,27 @@ class Dist:
         return value
 
     def close(self) -> None:
-        if self.active:
-            import torch.distributed as td
-            td.destroy_process_group()
-            self.active = False
+        """Destroy the process group, so that its worker threads are joined before Python shuts down.
+
+        Why: the gloo thread that ran a collective drops its work object (and with it the
+        collective's tensors) a moment after the caller's wait() has returned. Dropping a tensor
+        Python has seen takes the GIL; once the interpreter is finalizing, that thread is ended with
+        pthread_exit inside a C++ destructor, and the process aborts ("terminate called without an
+        active exception", SIGABRT; torchrun then stops the other ranks). A rank other than 0 leaves
+        right after the last collective while rank 0 still plots, so on a busy machine it can exit
+        before its own gloo thread is done. destroy_process_group() drains the queue and joins the
+        threads, but only when the last reference to the group goes: DDP-wrapped nets that only a
+        reference cycle still holds, and default arguments captured at import (see from_env), keep
+        it, and its threads, alive into finalization. A barrier first would not help (the threads
+        are this process's own) and would make a finished rank wait out rank 0's last plots."""
+        if not self.active:
+            return
+        import gc
+
+        import torch.distributed as td
+        self.active = False
+        gc.collect()  # nets wrapped in DDP that a reference cycle still holds hold the group too
+        td.destroy_process_group()
 
     # ---------------------------------------------------------------- messages
     def warn(self, message: str) -> None:
@@ -332,16 +354,36 @@ def process_group(timeout_s: float | None = None) -> Iterator[Dist]:
     """The process group for the length of one `gankit train`, or `Dist()` outside torchrun.
 
     A collective that fails because another rank died or stopped answering becomes RunFailed with
-    one clear line; the group is closed on the way out when every rank got there."""
+    one clear line. The group is closed on every way out but an interrupt (Dist.close says why it
+    must be). After an error, at exit rather than here: the traceback still holds the run, its
+    DDP-wrapped nets and through them the group, and a rank that lost the others must print why
+    at once (torchrun stops the surviving ranks soon after one has failed). A failed collective
+    has finished by then, so a dead peer cannot make the close hang (a silent one can hold up an
+    allreduce DDP had started for --dist-timeout at most). A second Ctrl-C may come in the middle
+    of a collective, which would hold the close up: the group is then left alone."""
     dist = Dist.from_env(timeout_s)
     try:
         yield dist
     except Exception as exc:
-        if dist.active and is_collective_failure(exc):
-            raise dist.lost_contact(exc) from None
+        if dist.active:
+            atexit.register(_close_at_exit, dist)
+            if is_collective_failure(exc):
+                raise dist.lost_contact(exc) from None
         raise
     else:
         dist.close()
+
+
+def _close_at_exit(dist: Dist) -> None:
+    """Dist.close at interpreter exit (atexit: before finalization starts), after an error."""
+    # An uncaught exception is kept for post-mortem debugging with its frames, and so the run.
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    try:
+        dist.close()
+    except Exception:  # the error that stopped the run has been reported; this one would hide it
+        pass
 
 
 def rank_label(environ=os.environ) -> str:

@@ -24,11 +24,12 @@ import pytest
 import torch
 
 import gankit
+from gankit import distributed
 from gankit.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
-from gankit.distributed import Dist, Replica, batch_split, describe_batch, private_seed
-from gankit.errors import UserError
+from gankit.distributed import Dist, Replica, batch_split, describe_batch, private_seed, process_group
+from gankit.errors import RunFailed, UserError
 from gankit.loop import Run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gankit"]
@@ -173,6 +174,77 @@ def test_a_launch_without_a_rendezvous_address_is_a_clear_error():
         Dist.from_env(environ={"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"})
 
 
+
+class GroupEnds(list):
+    """What became of a process group that is not there: "closed" for each close(), "at exit" for
+    each close left to the end of the process (atexit), which exit_process() then runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_exit: list = []
+
+    def exit_process(self) -> None:
+        while self.at_exit:
+            fn, args = self.at_exit.pop()
+            fn(*args)
+
+
+@pytest.fixture
+def closes(monkeypatch) -> GroupEnds:
+    """process_group() yields rank 0 of 2 (two on this machine) without starting anything."""
+    ends = GroupEnds()
+    monkeypatch.setattr(Dist, "from_env", classmethod(
+        lambda cls, timeout_s=None: cls(world_size=2, local_world_size=2, active=True)))
+    monkeypatch.setattr(Dist, "close", lambda self: ends.append("closed"))
+    monkeypatch.setattr(distributed.atexit, "register",
+                        lambda fn, *args: (ends.at_exit.append((fn, args)), ends.append("at exit")))
+    return ends
+
+
+def test_the_group_is_closed_after_success_and_at_exit_after_an_error(closes):
+    # Its gloo threads must be joined before Python shuts down, whatever ended the run (Dist.close).
+    with process_group() as dist:
+        assert dist.active
+    assert closes == ["closed"]
+    closes.clear()
+    for error in (UserError("bad flag"), ValueError("a bug")):
+        with pytest.raises(type(error), match=str(error)), process_group():
+            raise error
+    assert closes == ["at exit", "at exit"]
+    closes.exit_process()
+    assert closes == ["at exit", "at exit", "closed", "closed"]
+
+
+def test_a_failed_collective_names_the_torchrun_resume_and_closes_the_group_at_exit(closes):
+    with pytest.raises(RunFailed) as caught, process_group() as dist:
+        dist.run_dir = Path("runs/x")
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+                           "[127.0.0.1]:41234")
+    message = str(caught.value)
+    assert "rank 0 of 2 lost contact with the other processes (Connection closed by peer" in message
+    assert "continue with: torchrun --nproc_per_node=2 -m gankit train --resume runs/x" in message
+    assert closes == ["at exit"]  # not before: the message comes first
+    closes.exit_process()
+    assert closes == ["at exit", "closed"]
+
+
+def test_a_close_that_fails_at_exit_stays_quiet(monkeypatch, closes):
+    def broken(self):
+        raise RuntimeError("close failed")
+    monkeypatch.setattr(Dist, "close", broken)
+    with pytest.raises(UserError, match="the real error"), process_group():
+        raise UserError("the real error")
+    closes.exit_process()  # raises nothing
+
+
+def test_an_interrupt_leaves_the_group_as_it_is(closes):
+    # A second Ctrl-C can come in the middle of a collective: closing would wait for it.
+    with pytest.raises(KeyboardInterrupt), process_group():
+        raise KeyboardInterrupt
+    closes.exit_process()
+    assert closes == []
+
+
 def test_sync_batchnorm_on_the_cpu_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--out", "run", "--device", "cpu", "--sync-batchnorm", "--steps", "1"]) == 2
@@ -189,6 +261,51 @@ def test_global_batch_size_in_one_process_is_the_batch(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- torchrun end to end
+CLOSE_SCRIPT = """
+import atexit, glob, json, sys, torch
+from gankit.distributed import process_group
+
+def gloo_threads():
+    return sorted(n for n in (open(t + "/comm").read().strip() for t in glob.glob("/proc/self/task/*")) if "gloo" in n)
+
+seen = {}
+# Registered before gankit's own exit handler, so it runs after it (last in, first out).
+atexit.register(lambda: print(json.dumps([seen["during"], gloo_threads()]), flush=True))
+
+def train(dist, ending):
+    replica = dist.replica(4, torch.device("cpu"))
+    net = replica.wrap(torch.nn.Linear(3, 2))  # DDP: imports torch._dynamo, now that the group exists
+    net(torch.randn(4, 3)).sum().backward()
+    assert dist.mean(torch.ones(2)).tolist() == [1.0, 1.0] and dist.on_main(lambda: 7) == 7
+    cycle = {"net": net}
+    cycle["self"] = cycle  # as a run's objects may: only the garbage collector frees the net
+    seen["during"] = gloo_threads()
+    if ending != "success":
+        raise ValueError("stop")  # its traceback holds this frame, and so the net
+
+ending = sys.argv[1]
+try:
+    with process_group() as dist:
+        train(dist, ending)
+except ValueError:
+    if ending == "uncaught":
+        raise
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+@pytest.mark.parametrize("ending", ["success", "error", "uncaught"])
+def test_the_group_leaves_no_gloo_thread_behind(tmp_path, env, ending):
+    # Threads still running when Python shuts down abort the process now and then (Dist.close): none
+    # may be left by then, with DDP used, a net held by a reference cycle or by an error's traceback.
+    rank = dict(env, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    done = subprocess.run([sys.executable, "-c", CLOSE_SCRIPT, ending], env=rank, capture_output=True, text=True,
+                          timeout=LAUNCH_TIMEOUT, cwd=tmp_path)
+    assert done.returncode == (1 if ending == "uncaught" else 0), done.stderr[-3000:]
+    during, at_exit = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "pt_gloo_runloop" in during and at_exit == [], done.stdout
+
+
 @pytest.mark.slow
 def test_two_processes_of_batch_b_train_as_one_process_of_batch_2b(tmp_path, env):
     # Label flips and the fakes' classes are drawn for the global batch and sliced; G's step reuses
