@@ -23,6 +23,9 @@ LR_DECAYS = ("none", "keras-time", "linear")
 G_BATCHNORMS = ("none", "post", "pre")
 INITS = ("default", "pytorch", "keras", "xavier", "dcgan")
 SPLITS = ("train", "test", "train+test")
+FITS = ("crop", "pad", "stretch")
+ALPHAS = ("white", "black", "keep")
+DATA_PLACEMENTS = ("auto", "device", "host", "mmap")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_METRICS = ("fid", "kid", "pr", "coverage", "classes", "is")
@@ -40,7 +43,10 @@ class Config:
     image_size: int | None = None  # resize + centre-crop to this many pixels; None keeps the data's size
     channels: int | None = None  # 1 = grey, 3 = RGB; None keeps the data's channels
     holdout: int = 0  # training images set aside (not trained on) to watch D overfit, for data without a test split
-    skip_bad_images: bool = False  # image folders: skip unreadable files (and count them) instead of stopping
+    skip_bad_images: bool = True  # image folders: skip unreadable files (counted, first reasons shown); false stops at the first
+    fit: str = "crop"  # image folders, non-square pictures: "crop" (centre), "pad" (with the background), "stretch"
+    alpha: str = "white"  # transparent pictures: composite onto "white" or "black", or "keep" (train RGBA, sample RGBA PNGs)
+    data_placement: str = "auto"  # where the training set lives: "device", "host" (pinned RAM), "mmap" (the prepared file), or "auto" by size
 
     # --- networks ---
     arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan, resnet (gankit.nets.ARCHS)
@@ -91,6 +97,7 @@ class Config:
     sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over every process's images (SyncBatchNorm; CUDA only)
     steps: int | None = None  # total G updates; set this or epochs (both totals, counting earlier runs)
     epochs: float | None = None  # total passes over the data; converted to steps
+    images: int | None = None  # total real images D sees (StyleGAN's kimg x 1000); converted to steps, so a small folder trains as long as a large one
     max_minutes: float | None = None  # stop (with a checkpoint, resumable) after this much training time
     seed: int = 0
     log_every: int = 50  # steps between lines in metrics.jsonl (losses are read from the device once per line)
@@ -132,7 +139,7 @@ FIELDS = {f.name: f for f in fields(Config)}
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
                               "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
                               "eval_every", "eval_n", "eval_metrics", "tensorboard", "report", "max_rollbacks", "rollback_lr_factor",
-                              "loss_limit",
+                              "loss_limit", "images", "data_placement",
                               "data_dir", "precision", "compile", "channels_last"})
 
 
@@ -176,16 +183,20 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+# Three ways to give a run's length; a layer that sets one replaces all three from the layers before.
+_LENGTHS = ("steps", "epochs", "images")
+
+
 def make_config(*layers: dict[str, Any]) -> Config:
     """Build a Config from dicts applied in order (later wins); unknown keys are errors.
 
-    steps and epochs are two ways to give the run's length: a layer that sets either replaces
-    both from the layers before it (a preset's epochs give way to a flag's --steps)."""
+    steps, epochs and images are three ways to give the run's length: a layer that sets one replaces
+    all three from the layers before it (a preset's --images give way to a flag's --steps)."""
     values: dict[str, Any] = {}
     for layer in layers:
-        if any(k.replace("-", "_") in ("steps", "epochs") for k in layer):
-            values.pop("steps", None)
-            values.pop("epochs", None)
+        if any(k.replace("-", "_") in _LENGTHS for k in layer):
+            for name in _LENGTHS:
+                values.pop(name, None)
         for key, value in layer.items():
             name = key.replace("-", "_")
             if name not in FIELDS:
@@ -230,6 +241,9 @@ def _check(ok: bool, flag: str, message: str) -> None:
 def validate(cfg: Config) -> Config:
     """Reject nonsense before anything touches the disk. Returns cfg unchanged."""
     _check(cfg.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
+    _check(cfg.fit in FITS, "fit", f"must be one of {', '.join(FITS)}")
+    _check(cfg.alpha in ALPHAS, "alpha", f"must be one of {', '.join(ALPHAS)}")
+    _check(cfg.data_placement in DATA_PLACEMENTS, "data_placement", f"must be one of {', '.join(DATA_PLACEMENTS)}")
     _check(cfg.image_size is None or 4 <= cfg.image_size <= 1024, "image_size", "must be between 4 and 1024")
     _check(cfg.channels in (None, 1, 3), "channels", "must be 1 (grey) or 3 (RGB)")
     _check(all(c >= 0 for c in cfg.classes), "classes", "labels are non-negative integers")
@@ -277,7 +291,9 @@ def validate(cfg: Config) -> Config:
     _check(cfg.steps is None or cfg.steps >= 1, "steps", "must be at least 1")
     _check(cfg.epochs is None or cfg.epochs > 0, "epochs", "must be positive")
     _check(cfg.max_minutes is None or cfg.max_minutes > 0, "max_minutes", "must be positive")
-    _check(cfg.steps is None or cfg.epochs is None, "steps", "give --steps or --epochs, not both")
+    _check(cfg.images is None or cfg.images >= 1, "images", "must be at least 1")
+    _check(sum(x is not None for x in (cfg.steps, cfg.epochs, cfg.images)) <= 1, "steps",
+           "give one of --steps, --epochs and --images, not several")
     for name in ("log_every", "sample_every", "sample_every_early", "checkpoint_every", "keep_checkpoints",
                  "sample_grid"):
         _check(getattr(cfg, name) >= 1, name, "must be at least 1")

@@ -12,7 +12,10 @@ import torch
 class ImageSet:
     """A whole dataset held as one uint8 tensor, plus optional integer labels.
 
-    ``images`` is uint8 ``[N, C, H, W]`` with C in {1, 3}; ``labels`` is int64 ``[N]`` or None.
+    ``images`` is uint8 ``[N, C, H, W]`` with C in {1, 3, 4} (4 = RGBA, from ``--alpha keep``);
+    ``labels`` is int64 ``[N]`` or None. ``mmap_file`` names the prepared ``.npy`` file that
+    ``images`` is memory-mapped from (its pages are read from disk on use), else None: the
+    images are in memory. Whoever replaces ``images`` with a copy sets it back to None.
     Labels keep the values of the source (a class filter does not renumber them), so
     ``num_classes`` is the size of the source's label space, not the number of labels present.
     """
@@ -22,6 +25,7 @@ class ImageSet:
     name: str
     source: str
     class_names: list[str] | None = None
+    mmap_file: str | None = None
 
     def __post_init__(self) -> None:
         # These are programming errors in a reader, not user mistakes: fail loudly here rather
@@ -31,8 +35,8 @@ class ImageSet:
                 f"ImageSet.images must be uint8 [N, C, H, W], got {self.images.dtype} "
                 f"{tuple(self.images.shape)}"
             )
-        if self.images.shape[1] not in (1, 3):
-            raise ValueError(f"ImageSet.images must have 1 or 3 channels, got {self.images.shape[1]}")
+        if self.images.shape[1] not in (1, 3, 4):
+            raise ValueError(f"ImageSet.images must have 1, 3 or 4 channels, got {self.images.shape[1]}")
         self.images = self.images.contiguous()
         if self.labels is not None:
             if self.labels.dim() != 1 or len(self.labels) != len(self.images):
@@ -64,4 +68,6 @@ class ImageSet:
     def to(self, device: torch.device | str) -> ImageSet:
         """Return a copy whose images and labels live on ``device`` (moved once, here)."""
         labels = None if self.labels is None else self.labels.to(device)
-        return dataclasses.replace(self, images=self.images.to(device), labels=labels)
+        images = self.images.to(device)
+        return dataclasses.replace(self, images=images, labels=labels,
+                                   mmap_file=self.mmap_file if images is self.images else None)

@@ -29,9 +29,11 @@ def apply_transforms(
     if classes is not None:
         ds = filter_classes(ds, classes)
     if channels is not None and channels != ds.image_shape[0]:
-        ds = dataclasses.replace(ds, images=convert_channels(ds.images, channels))
+        ds = dataclasses.replace(ds, images=convert_channels(ds.images, channels), mmap_file=None)
     if image_size is not None:
-        ds = dataclasses.replace(ds, images=resize_square(ds.images, image_size))
+        resized = resize_square(ds.images, image_size)
+        if resized is not ds.images:
+            ds = dataclasses.replace(ds, images=resized, mmap_file=None)
     return ds
 
 
@@ -52,7 +54,7 @@ def filter_classes(ds: ImageSet, classes: Sequence[int]) -> ImageSet:
     keep = torch.isin(ds.labels, torch.tensor(wanted, dtype=ds.labels.dtype, device=ds.labels.device))
     if not bool(keep.any()):
         raise UserError(f"dataset {ds.name} has no images of class {', '.join(map(str, wanted))}")
-    return dataclasses.replace(ds, images=ds.images[keep], labels=ds.labels[keep])
+    return dataclasses.replace(ds, images=ds.images[keep], labels=ds.labels[keep], mmap_file=None)
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
