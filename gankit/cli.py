@@ -66,8 +66,10 @@ def _train(args: argparse.Namespace, dist) -> int:
 
     flags = _flag_values(args)
     if args.dry_run:
+        from gankit.schedule import describe_length
         name, cfg = resolve_run(preset=args.preset, config_file=args.config, fields=flags, resume=args.resume)
-        print(json.dumps({"preset": name, "config": cfg.to_dict()}, indent=2))
+        length = describe_length(cfg, cfg.global_batch_size or cfg.batch_size)  # as one process trains it
+        print(json.dumps({"preset": name, "length": length, "config": cfg.to_dict()}, indent=2))
         return 0
     summary = train_summary(preset=args.preset, config_file=args.config, fields=flags, out=args.out,
                             resume=args.resume, quiet=args.quiet, dist=dist)
@@ -184,6 +186,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from gankit.data import prepare
+    from gankit.data.listing import list_pictures
+
+    if args.list:
+        sets = prepare.prepared_sets()
+        for directory, manifest, _ in sets:
+            print(prepare.describe(manifest, directory))
+        print(f"{len(sets)} prepared set(s) in {prepare.cache_root()}")
+        return 0
+    if args.clear:
+        removed = prepare.clear(args.source)
+        print(f"removed {len(removed)} prepared set(s) from {prepare.cache_root()}")
+        return 0
+    if not args.source:
+        raise UserError("name the folder or ZIP to prepare (or pass --list or --clear)")
+    if args.image_size is not None and args.image_size < 1:
+        raise UserError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    prepared = prepare.prepare(list_pictures(args.source), args.image_size, args.fit, args.alpha,
+                               workers=args.workers, progress=not args.quiet,
+                               say=(lambda _: None) if args.quiet else None, announce=False)
+    print(("reused " if prepared.reused else "") + prepare.describe(prepared.manifest, prepared.directory))
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name in PRESETS:
@@ -199,7 +226,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for name, about, where in rows:
         print(f"{name:<{width}}  {about}\n{'':<{width}}  -> {where}")
-    print("Also: a path to an image folder (class sub-folders become labels) or to a .npy/.npz array.")
+    print("Also: a path to an image folder (class sub-folders or a dataset.json give labels), a .zip of "
+          "pictures (StyleGAN2-ADA's dataset ZIP), or a .npy/.npz array.")
     return 0
 
 
@@ -318,6 +346,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the results here")
     p.add_argument("-q", "--quiet", action="store_true", help="only the table, no line per preset")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("prepare", help="decode a folder or ZIP of pictures once into gankit's cache, ahead of training",
+                       description="Decode every picture of a folder (or StyleGAN2-ADA dataset ZIP) once into a "
+                                   "memory-mapped array that `gankit train --dataset SOURCE` reuses while no file "
+                                   "changes. Training does this by itself on first use; this does it ahead, "
+                                   "and lists or clears the cache.")
+    p.add_argument("source", nargs="?", metavar="FOLDER|ZIP", help="the pictures (with --clear: only its sets)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="side in pixels (default: the pictures' own when all share one square size, else 32 or 64)")
+    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
+                   help="non-square pictures: centre crop, pad with the background, or stretch (default crop)")
+    p.add_argument("--alpha", choices=("white", "black", "keep"), default="white",
+                   help="transparency: composite onto white or black, or keep RGBA (default white)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core, up to 8)")
+    p.add_argument("--list", action="store_true", help="list the prepared sets in the cache")
+    p.add_argument("--clear", action="store_true", help="remove prepared sets (all, or those of FOLDER|ZIP)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

@@ -46,7 +46,7 @@ def open_data(cfg: Config, split: str | None = None, download: bool = True) -> I
     """The images a run with `cfg` trains on (or its `split`)."""
     return open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=split or cfg.split, classes=cfg.classes or None,
                         image_size=cfg.image_size, channels=cfg.channels, download=download,
-                        skip_bad=cfg.skip_bad_images)
+                        skip_bad=cfg.skip_bad_images, fit=cfg.fit, alpha=cfg.alpha)
 
 
 def resolve_conditioning(cfg: Config, data: ImageSet) -> Config:
@@ -116,11 +116,11 @@ class Run:
                     else f"the global batch ({describe_batch(self.batch, self.dist.world_size)})")
             raise UserError(f"{what} is larger than the dataset ({len(self.data)} images "
                             f"of {self.data.name}); use a smaller --batch-size")
-        self.schedule = Schedule(cfg, len(self.data) // self.global_batch)
+        self.schedule = Schedule(cfg, len(self.data) // self.global_batch, self.global_batch)
         self.total_steps = self.schedule.total_steps
         self.num_classes = _conditional_classes(cfg, self.data)
         self.batches = RealBatches(self.data, self.device, self.dist, self.batch, self.global_batch,
-                                   conditional=self.num_classes > 0)
+                                   conditional=self.num_classes > 0, placement=cfg.data_placement)
         # -- nets and the training state (weight init draws from the seeded default generator)
         torch.manual_seed(cfg.seed)
         g, d = build(net_spec(cfg, self.data.image_shape, self.num_classes))
@@ -229,7 +229,7 @@ class Run:
         cfg, sched = self.cfg, self.schedule
         if self.progress.step >= self.total_steps:
             self._log(f"already at step {self.progress.step} of {self.total_steps}: nothing to do "
-                      f"(raise --steps or --epochs to train further)")
+                      f"(raise --steps, --epochs or --images to train further)")
             return self.summary()
         self.tb = self.views.tb = self._open_tensorboard()
         if self.progress.step == 0:
@@ -285,6 +285,7 @@ class Run:
         except OSError as exc:  # disk full, folder made read-only, ... while logging or drawing
             raise self.rundir.write_failed(exc) from None
         finally:
+            self.batches.close()
             if bar is not None:
                 bar.close()
             if self.tb is not None:

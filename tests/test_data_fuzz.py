@@ -230,13 +230,13 @@ def test_folder_fuzz(good, bad, skip_bad, resize, classes):
             assert len(result) == len(good)
             if bad:
                 assert f"skipped {len(bad)} unreadable" in result.source
-                assert str(bad_paths[0]) in result.source
-        elif bad and not skip_bad:
-            assert "--skip-bad-images" in str(result)
+                assert bad_paths[0].relative_to(root).as_posix() in result.source
         elif bad and len(bad) * 2 > total:
             assert f"{len(bad)} of {total} image files are unreadable" in str(result)
-        else:  # no bad file: only an empty folder or differing sizes may fail
-            assert not good or (not resize and "differ in size" in str(result))
+        elif bad and not skip_bad:
+            assert "--skip-bad-images" in str(result)
+        else:  # no bad file: only an empty folder may fail (other sizes are fitted)
+            assert not good
 
 
 def test_skip_bad_names_at_most_three(tmp_path):
@@ -246,7 +246,7 @@ def test_skip_bad_names_at_most_three(tmp_path):
         (tmp_path / f"bad{i}.png").write_bytes(b"")
     ds = open_dataset(str(tmp_path), skip_bad=True)
     assert len(ds) == 8
-    assert "skipped 4 unreadable file(s)" in ds.source and ds.source.endswith(", ...")
+    assert "skipped 4 unreadable" in ds.source and ds.source.endswith(", ...)")
     assert sum(f"bad{i}.png" in ds.source for i in range(4)) == 3
 
 

