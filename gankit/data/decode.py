@@ -52,8 +52,10 @@ class Picture:
     upscaled: bool  # smaller than the size asked for, so scaled up
 
 
-def header_size(source: str | BinaryIO) -> tuple[int, int]:
+def header_size(source: str | bytes | BinaryIO) -> tuple[int, int]:
     """(width, height) as shown, after EXIF orientation, reading only the header."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
     try:
         with Image.open(source) as img:
             w, h = img.size
