@@ -73,6 +73,7 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/preset_gallery.py": "trains every preset for minutes each (about 30 minutes), needs Fashion-MNIST",
     "benchmarks/quality_table.py": "trains every preset for 5 and 20 minutes (about 2.5 hours), needs Fashion-MNIST",
     "benchmarks/augment_check.py": "trains twice for 8 minutes (about 17 minutes)",
+    "benchmarks/own_pictures.py": "decodes 8,121 pictures six times and trains nine times (about 15 minutes)",
 }
 MAKE_TARGETS = {  # target -> how it is checked
     "demo": "its gankit lines (from `make -n demo`) run made small",
