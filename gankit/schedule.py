@@ -3,8 +3,39 @@ that log, draw the grid, evaluate and checkpoint."""
 
 from __future__ import annotations
 
+import math
+
 from gankit.config import Config
 from gankit.models import steps_for_epochs
+
+
+def steps_for_images(images: int, global_batch: int, d_steps: int) -> int:
+    """G updates that show D `images` real images: each of a step's `d_steps` D updates takes one
+    global batch (Progress.images_seen counts the same)."""
+    return max(1, math.ceil(images / (global_batch * d_steps)))
+
+
+def run_length(cfg: Config, batches_per_epoch: int, global_batch: int) -> int:
+    """The run's total G updates from whichever of --steps, --epochs and --images is set (one epoch
+    when none is)."""
+    if cfg.steps is not None:
+        return cfg.steps
+    if cfg.images is not None:
+        return steps_for_images(cfg.images, global_batch, cfg.d_steps)
+    return steps_for_epochs(cfg.epochs if cfg.epochs is not None else 1, batches_per_epoch, cfg.d_steps)
+
+
+def describe_length(cfg: Config, global_batch: int, total_steps: int | None = None) -> str:
+    """The run's length in the unit it was given, with the steps it makes when they are known
+    (an --epochs length needs the dataset's size: pass `total_steps`)."""
+    per_step = global_batch * cfg.d_steps
+    if cfg.steps is not None:
+        return f"{cfg.steps:,} steps ({cfg.steps * per_step:,} real images)"
+    if cfg.images is not None:
+        steps = steps_for_images(cfg.images, global_batch, cfg.d_steps)
+        return f"{cfg.images:,} real images ({steps:,} steps of {per_step:,} images)"
+    epochs = f"{cfg.epochs:g} epochs" if cfg.epochs is not None else "1 epoch"
+    return f"{epochs} ({total_steps:,} steps)" if total_steps is not None else f"{epochs} (steps follow the data's size)"
 
 
 def lr_factor(cfg: Config, step: int, total_steps: int) -> float:
@@ -19,10 +50,13 @@ def lr_factor(cfg: Config, step: int, total_steps: int) -> float:
 class Schedule:
     """The run's length in steps and what each step does besides training."""
 
-    def __init__(self, cfg: Config, batches_per_epoch: int):
-        self.cfg = cfg
-        self.total_steps = cfg.steps if cfg.steps is not None else steps_for_epochs(
-            cfg.epochs if cfg.epochs is not None else 1, batches_per_epoch, cfg.d_steps)
+    def __init__(self, cfg: Config, batches_per_epoch: int, global_batch: int):
+        self.cfg, self.global_batch = cfg, global_batch
+        self.total_steps = run_length(cfg, batches_per_epoch, global_batch)
+
+    def describe(self) -> str:
+        """The length as the run's first lines give it: "115,200 real images (900 steps of 128 images)"."""
+        return describe_length(self.cfg, self.global_batch, self.total_steps)
 
     def lr_factor(self, step: int) -> float:
         return lr_factor(self.cfg, step, self.total_steps)
