@@ -46,7 +46,7 @@ def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False
     dist.on_main(refuse_existing)
     run = Run(cfg, rundir.path, preset=preset, quiet=quiet, dist=dist)  # may raise UserError before any file is made
     dist.on_main(make_run_dir)
-    _announce(run, f"training {run.total_steps} steps")
+    _announce(run, f"training {run.schedule.describe()}")
     return run.fit()
 
 
@@ -129,6 +129,11 @@ def _announce(run: Run, what: str) -> None:
     d = run.data
     c, h, w = d.image_shape
     run._log(f"data: {d.name}, {len(d)} images {c}x{h}x{w} ({d.source})")
+    placement = run.batches.placement
+    if placement.fell_back:  # not what was asked for: shown even with -q
+        run._warn(placement.line())
+    else:
+        run._log(placement.line())
     run._log(f"model: {run.cfg.arch}, G {count_params(run.state.g):,} params, D {count_params(run.state.d):,} "
              f"params; loss {run.cfg.loss}; {describe_batch(run.batch, run.dist.world_size)}; device {run.device}, "
              f"{dtype_name(run.gan_step.dtype)} arithmetic")
