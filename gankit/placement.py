@@ -101,4 +101,7 @@ def place(wanted: str, data: ImageSet, device: torch.device, processes_here: int
 
 
 def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+    for unit, size in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= size / 10:
+            return f"{nbytes / size:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{nbytes / 1e3:.1f} kB"

@@ -93,7 +93,7 @@ def test_choose_placement(nbytes, device_free, ram_free, has_file, where):
 
 def test_auto_says_why(tmp_path, monkeypatch):
     cpu = torch.device("cpu")
-    assert place("auto", in_memory(), cpu).line().startswith("data placement: device (auto: the 0.0 MB training set")
+    assert place("auto", in_memory(), cpu).line().startswith("data placement: device (auto: the 2.6 kB training set")
     monkeypatch.setattr("gankit.placement.available_ram", lambda: 1000)  # a set too large for RAM
     chosen = place("auto", mapped(tmp_path), cpu)
     assert chosen.where == "mmap" and str(tmp_path / "toy.npy") in chosen.why
