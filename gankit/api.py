@@ -237,7 +237,7 @@ def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device
     tg = target
     cfg = tg.cfg
     data_opts = {"data_dir": cfg.data_dir, "classes": cfg.classes or None, "image_size": cfg.image_size,
-                 "channels": cfg.channels}
+                 "channels": cfg.channels, "fit": cfg.fit, "alpha": cfg.alpha}
     images = tg.images(tg.latent(n, torch.Generator().manual_seed(seed)))
     run_dir = tg.checkpoint.parent.parent if tg.checkpoint.parent.name == "checkpoints" else None
     what = f"{tg.checkpoint} (step {tg.step}{', EMA' if tg.uses_ema else ''})"

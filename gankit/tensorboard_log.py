@@ -116,10 +116,15 @@ class TensorBoardLog:
         self._write("histograms", write)
 
     def image_grid(self, step: int, grid_uint8_chw: torch.Tensor) -> None:
-        """The grid of samples from the fixed latents: a CHW uint8 image with 1 or 3 channels."""
-        if grid_uint8_chw.dtype != torch.uint8 or grid_uint8_chw.dim() != 3 or grid_uint8_chw.shape[0] not in (1, 3):
+        """The grid of samples from the fixed latents: a CHW uint8 image with 1, 3 or 4 channels.
+
+        RGBA (from --alpha keep) is stored as it is: the summary is a PNG whose colorspace 4 the
+        proto defines as RGBA, and TensorBoard shows it with its transparency, as samples/ does.
+        """
+        if (grid_uint8_chw.dtype != torch.uint8 or grid_uint8_chw.dim() != 3
+                or grid_uint8_chw.shape[0] not in (1, 3, 4)):
             # A wrong image is a bug in the caller, not a write failure: say so plainly.
-            raise ValueError(f"image_grid wants a CHW uint8 tensor with 1 or 3 channels, "
+            raise ValueError(f"image_grid wants a CHW uint8 tensor with 1, 3 or 4 channels, "
                              f"got {tuple(grid_uint8_chw.shape)} {grid_uint8_chw.dtype}")
         image = grid_uint8_chw.detach().cpu()
 

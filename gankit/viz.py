@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from gankit.images import flatten_alpha
+
 # Distinct colours that stay readable on white (the "tab10" set).
 _COLOURS = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -27,7 +29,7 @@ _BG, _INK, _GRID = (255, 255, 255), (40, 40, 40), (228, 228, 228)
 
 def grid(images, nrow: int | None = None, padding: int = 2, pad_value: int = 0,
          scale: int = 1) -> Image.Image:
-    """Tile uint8 images [N, C, H, W] (tensor or numpy array, C in {1, 3}) into one picture.
+    """Tile uint8 images [N, C, H, W] (tensor or numpy array, C in {1, 3, 4}) into one picture.
 
     Cells are laid out row by row, `nrow` per row (default ceil(sqrt(N)); at most N).
     As in torchvision's make_grid, `padding` pixels of `pad_value` separate the cells
@@ -35,12 +37,14 @@ def grid(images, nrow: int | None = None, padding: int = 2, pad_value: int = 0,
     ``nrow * (W + padding) + padding`` wide and ``rows * (H + padding) + padding`` high.
     `scale` then enlarges the whole picture by an integer factor with nearest-neighbour
     sampling, so small images (28-px digits) stay crisp. Grey images give a mode "L"
-    picture, colour images an "RGB" one.
+    picture, colour images an "RGB" one and RGBA images an "RGBA" one, whose padding is fully
+    transparent (colour `pad_value`, alpha 0): an opaque frame would draw lines through a
+    picture meant to sit on whatever background shows it.
     """
     arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1] not in (1, 3) or arr.shape[0] == 0:
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1] not in (1, 3, 4) or arr.shape[0] == 0:
         raise ValueError(
-            "grid expects a non-empty uint8 [N, C, H, W] batch with C in (1, 3) "
+            "grid expects a non-empty uint8 [N, C, H, W] batch with C in (1, 3, 4) "
             f"(see gankit.images.to_uint8), got dtype {arr.dtype} and shape {tuple(arr.shape)}"
         )
     if (nrow is not None and nrow < 1) or padding < 0 or scale < 1:
@@ -50,6 +54,8 @@ def grid(images, nrow: int | None = None, padding: int = 2, pad_value: int = 0,
     rows = math.ceil(n / cols)
     canvas = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c),
                      pad_value, dtype=np.uint8)
+    if c == 4:
+        canvas[:, :, 3] = 0  # transparent padding; the cells overwrite it with their own alpha
     for i, image in enumerate(arr):
         r, col = divmod(i, cols)
         y, x = padding + r * (h + padding), padding + col * (w + padding)
@@ -61,8 +67,13 @@ def grid(images, nrow: int | None = None, padding: int = 2, pad_value: int = 0,
 
 
 def save_grid(images, path, nrow: int | None = None, scale: int = 1) -> None:
-    """Write `grid(images, nrow=nrow, scale=scale)` to `path` (format from the suffix)."""
+    """Write `grid(images, nrow=nrow, scale=scale)` to `path` (format from the suffix).
+
+    A JPEG cannot hold alpha, so an RGBA grid written as .jpg/.jpeg is composited onto white.
+    """
     picture = grid(images, nrow=nrow, scale=scale)
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        picture = _opaque(picture)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
 
@@ -89,13 +100,24 @@ def save_gif(frames: list, path, duration_ms: int = 120, max_frames: int = 120,
         frames = [frames[i] for i in keep]
     loaded = [_load_frame(f) for f in frames]
     # GIF frames are palette images: all-grey runs stay "L" (an exact grey palette);
-    # anything else goes through RGB so grey and colour frames can be mixed.
+    # anything else goes through RGB so grey and colour frames can be mixed. GIF has no real
+    # alpha (one on/off palette entry at most), so RGBA frames are composited onto white first.
+    loaded = [_opaque(im) for im in loaded]
     mode = "L" if all(im.mode == "L" for im in loaded) else "RGB"
     loaded = [im.convert(mode) for im in loaded]
     durations = [duration_ms] * (len(loaded) - 1) + [hold_last_ms]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     loaded[0].save(path, format="GIF", save_all=True, append_images=loaded[1:],
                    duration=durations, loop=0)
+
+
+def _opaque(image: Image.Image) -> Image.Image:
+    """`image` without transparency: RGBA (or any mode with alpha) composited onto white with
+    gankit.images.flatten_alpha, the same blend the metrics see; other modes as they are."""
+    if "A" not in image.getbands() and "transparency" not in image.info:
+        return image
+    rgba = torch.from_numpy(np.asarray(image.convert("RGBA")).transpose(2, 0, 1).copy())
+    return Image.fromarray(flatten_alpha(rgba).permute(1, 2, 0).contiguous().numpy())
 
 
 def _load_frame(frame) -> Image.Image:

@@ -352,8 +352,8 @@ def test_extractor_empty_and_bad_input(extractor):
     assert feats.shape == (0, 2048) and logits.shape == (0, 1008)
     with pytest.raises(ValueError, match="uint8"):
         extractor(torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"\[1, 4, 8, 8\]"):
-        extractor(torch.zeros(1, 4, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\[1, 2, 8, 8\]"):  # 4 channels are RGBA, taken since --alpha keep
+        extractor(torch.zeros(1, 2, 8, 8, dtype=torch.uint8))
 
 
 # ---------------------------------------------------------------- the real file

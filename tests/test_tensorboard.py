@@ -85,7 +85,7 @@ def test_image_grid_rejects_images_that_are_not_chw_uint8(tmp_path):
     with pytest.raises(ValueError, match="CHW uint8"):
         log.image_grid(1, torch.zeros(3, 4, 4))  # float
     with pytest.raises(ValueError, match="CHW uint8"):
-        log.image_grid(1, torch.zeros(4, 4, 3, dtype=torch.uint8))  # HWC
+        log.image_grid(1, torch.zeros(5, 4, 3, dtype=torch.uint8))  # HWC (4 x 4 x 3 would be CHW RGBA)
     log.close()
 
 

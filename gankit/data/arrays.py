@@ -20,8 +20,9 @@ LABEL_KEYS = ("labels", "y", "Y", "y_train", "arr_1")
 def read_arrays(path: str | Path) -> ImageSet:
     """Read a ``.npy`` (images only) or ``.npz`` (images, optional labels) file.
 
-    Layouts [N, H, W], [N, H, W, C] and [N, C, H, W] with C in {1, 3} are accepted
-    (channels-last when the last dim is 1 or 3 and dim 1 is not). uint8 is used as is;
+    Layouts [N, H, W], [N, H, W, C] and [N, C, H, W] with C in {1, 3, 4} are accepted, 4 being
+    RGBA with straight alpha, kept as 4 channels. See `to_uint8_nchw` for how the layout is
+    told. uint8 is used as is;
     floats in [0, 1] are scaled by 255, floats in [-1, 1] map by (x + 1) * 127.5; integers
     in 0..255 are taken as pixel values. Pickled objects are never loaded.
     """
@@ -73,16 +74,23 @@ def _from_npz(npz: np.lib.npyio.NpzFile, path: Path) -> tuple[np.ndarray, np.nda
 
 
 def to_uint8_nchw(x: np.ndarray, path: Path | str) -> np.ndarray:
-    """Validate an image array and return it as contiguous uint8 [N, C, H, W]."""
+    """Validate an image array and return it as contiguous uint8 [N, C, H, W].
+
+    A 4-d array is channels-last when its last dim is 1 or 3 and dim 1 is not, else
+    channels-first when dim 1 is 1 or 3; only then is 4 (RGBA) considered, the same way. So
+    every array that read before RGBA was accepted reads the same ([N, 4, W, 3] is still
+    4-pixel-high RGB), and where both dims could be channels, channels-first wins.
+    """
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4:
-        if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        first, last = x.shape[1], x.shape[-1]
+        if (last in (1, 3) and first not in (1, 3)) or (last == 4 and first not in (1, 3, 4)):
             x = x.transpose(0, 3, 1, 2)
-        elif x.shape[1] not in (1, 3):
+        elif first not in (1, 3, 4):
             raise UserError(
                 f"{path}: cannot tell the channels in shape {list(x.shape)}: expected "
-                "[N, H, W], [N, H, W, C] or [N, C, H, W] with C = 1 or 3"
+                "[N, H, W], [N, H, W, C] or [N, C, H, W] with C = 1, 3 or 4 (RGBA)"
             )
     else:
         raise UserError(

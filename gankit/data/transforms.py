@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from gankit.data.imageset import ImageSet
 from gankit.errors import UserError
+from gankit.images import flatten_alpha
 
 # ITU-R BT.601 luma weights (what Pillow's convert("L") uses) for R, G, B.
 LUMA_601 = (0.299, 0.587, 0.114)
@@ -58,13 +59,25 @@ def filter_classes(ds: ImageSet, classes: Sequence[int]) -> ImageSet:
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """uint8 [N, C, H, W] to ``channels`` (1 or 3): grey is repeated to RGB; RGB becomes grey
-    with the ITU-R 601 luma weights, rounded to nearest."""
-    if channels not in (1, 3):
+    """uint8 [N, C, H, W] to ``channels`` (1 grey, 3 RGB or 4 RGBA).
+
+    Grey is repeated to RGB; RGB becomes grey with the ITU-R 601 luma weights, rounded to
+    nearest. RGBA loses its alpha by compositing onto white (``flatten_alpha``), what a
+    transparent picture looks like on a page, then goes on to grey if asked; grey and RGB gain
+    an opaque alpha (255), so they look the same as RGBA.
+    """
+    if channels not in (1, 3, 4):
         raise UserError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     c = images.shape[1]
     if c == channels:
         return images
+    if c == 4:
+        # In chunks, like _chunked: flatten_alpha works in int32, 4 bytes per pixel value.
+        flat = torch.cat([flatten_alpha(images[i : i + _CHUNK]) for i in range(0, max(len(images), 1), _CHUNK)])
+        return convert_channels(flat, channels)
+    if channels == 4:
+        opaque = torch.full_like(images[:, :1], 255)
+        return torch.cat([convert_channels(images, 3), opaque], dim=1)
     if channels == 3:
         return images.expand(-1, 3, -1, -1).contiguous()
     weights = torch.tensor(LUMA_601, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)

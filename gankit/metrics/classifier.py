@@ -12,6 +12,7 @@ with Inception-based numbers from papers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -132,12 +133,17 @@ def train_classifier(
     points of Fashion-MNIST test accuracy in 8 epochs and gained nothing on mnist-5k; the
     learning rate 2e-3 beat 1e-3 and 3e-3 on both.
 
+    RGBA images (``--alpha keep`` data) are composited onto white first, so the classifier is
+    an RGB one: ``ClassifierExtractor`` composites every RGBA image it scores the same way, so
+    the classifier learns the pictures it will be shown.
+
     For a given seed the result is identical from run to run on the same machine and number of
     CPU threads; the caller's global random state is left as it was.
     """
     for name, ds in (("training", train), ("test", test)):
         if ds.labels is None:
             raise UserError(f"{ds.name}: the {name} images have no labels, and the evaluation classifier needs them")
+    train, test = _opaque(train), _opaque(test)
     if train.image_shape != test.image_shape:
         raise UserError(f"training images are {train.image_shape} but test images are {test.image_shape}")
     num_classes = max(train.num_classes, test.num_classes)
@@ -173,6 +179,13 @@ def train_classifier(
                 )
     model.eval()
     return model, accuracy(model, test)
+
+
+def _opaque(ds: ImageSet) -> ImageSet:
+    """``ds`` with RGBA images composited onto white (grey and RGB sets as they are)."""
+    if ds.image_shape[0] != 4:
+        return ds
+    return dataclasses.replace(ds, images=convert_channels(ds.images, 3), mmap_file=None)
 
 
 # ------------------------------------------------------------------------------ save and load
@@ -283,12 +296,14 @@ class ClassifierExtractor:
         """uint8 images [N, C, H, W] -> (float64 features [N, feature_dim], float64 logits [N, num_classes]).
 
         Images that do not match the classifier are converted first: grey is repeated to RGB,
-        RGB becomes grey by ITU-R 601 luma (as ``open_dataset(channels=...)`` does), and other
-        sizes are resized bilinearly (antialiased) to the classifier's size, aspect not kept.
+        RGB becomes grey by ITU-R 601 luma (as ``open_dataset(channels=...)`` does), RGBA is
+        composited onto white (``gankit.images.flatten_alpha``; the classifier never sees alpha),
+        and other sizes are resized bilinearly (antialiased) to the classifier's size, aspect
+        not kept.
         """
         images = torch.as_tensor(images_uint8)
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected uint8 images [N, 1 or 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3, 4):
+            raise ValueError(f"expected uint8 images [N, 1, 3 or 4, H, W], got {images.dtype} {tuple(images.shape)}")
         c, h, w = self.model.image_shape
         features, logits = [], []
         for i in range(0, len(images), batch_size):

@@ -21,6 +21,9 @@ from gankit.metrics.reference import Features, RealSet, cached_features, referen
 
 METRICS = EVAL_METRICS
 DEFAULT_METRICS = ("fid", "kid", "pr", "coverage", "classes")
+# Both extractors take grey or RGB only; what they do to RGBA (--alpha keep) goes in the protocol,
+# because scores of composited pictures are not scores of the alpha channel.
+RGBA_NOTE = "RGBA images (generated and real) composited onto white before feature extraction"
 
 
 @dataclass
@@ -108,16 +111,26 @@ class Evaluator:
 
     def __init__(self, dataset: str, *, extractor: str = "classifier", metrics: tuple[str, ...] = DEFAULT_METRICS,
                  n_reference: int | None = None, n_floor: int = 10_000, data_dir=None, classes=None,
-                 image_size=None, channels=None, evaluator: str | None = None, inception_weights: str | None = None,
-                 device: str = "cpu", use_cache: bool = True, with_floor: bool = True):
+                 image_size=None, channels=None, fit: str = "crop", alpha: str = "white", evaluator: str | None = None,
+                 inception_weights: str | None = None, device: str = "cpu", use_cache: bool = True,
+                 with_floor: bool = True):
         self.metrics = metrics
         self.extractor = make_extractor(extractor, dataset, evaluator=evaluator, inception_weights=inception_weights,
                                         device=device)
         ref, floor = reference_and_floor(dataset, n_reference=n_reference, n_floor=n_floor, data_dir=data_dir,
                                          classes=list(classes) if classes else None, image_size=image_size,
-                                         channels=channels)
+                                         channels=channels, fit=fit, alpha=alpha)
         key = {"dataset": dataset, "classes": list(classes or []), "image_size": image_size, "channels": channels}
+        # fit and alpha join the key only where they are not the defaults, so that reference
+        # features cached before they were options keep their keys.
+        if fit != "crop":
+            key["fit"] = fit
+        if alpha != "white":
+            key["alpha"] = alpha
         self.reference = cached_features(ref, self.extractor, {**key, "role": "reference"}, use_cache)
+        # A model of RGBA data makes RGBA images, so RGBA real data marks the generated ones too
+        # (score_features sees features only).
+        self.rgba = ref.images.shape[1] == 4 or floor.images.shape[1] == 4
         self.floor_set: RealSet | None = floor if with_floor else None
         self._floor: dict | None = None
         self._floor_key = {**key, "role": "floor"}
@@ -134,18 +147,21 @@ class Evaluator:
     def score(self, images: torch.Tensor, target_labels: torch.Tensor | None = None, with_floor: bool = True
               ) -> Evaluation:
         feats, logits = self.extractor(images)
-        return self.score_features(feats, logits, target_labels, with_floor)
+        return self.score_features(feats, logits, target_labels, with_floor, rgba=images.shape[1] == 4)
 
     def score_features(self, feats: np.ndarray, logits: np.ndarray | None, target_labels: torch.Tensor | None = None,
-                       with_floor: bool = True) -> Evaluation:
+                       with_floor: bool = True, *, rgba: bool = False) -> Evaluation:
         """`score` for images whose features were extracted already (in training with several
-        processes, each extracts its share and rank 0 scores them together)."""
+        processes, each extracts its share and rank 0 scores them together). rgba: the images
+        had 4 channels (the protocol says how they were scored)."""
         fake = Features(feats, logits, None if target_labels is None else target_labels.numpy(), "generated")
         metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes)
         protocol = {"extractor": self.extractor.name, "generated": len(feats),
                     "reference": self.reference.description,
                     "floor": self.floor_set.description if (with_floor and self.floor_set is not None) else None,
                     "metrics": list(self.metrics)}
+        if rgba or self.rgba:
+            protocol["alpha"] = RGBA_NOTE
         return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
 
 
@@ -168,4 +184,6 @@ def format_table(ev: Evaluation) -> str:
     lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images vs {p['reference']}")
     if p.get("floor"):
         lines.append(f"real data: {p['floor']} vs the same reference")
+    if p.get("alpha"):
+        lines.append(p["alpha"])
     return "\n".join(lines)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError
+from gankit.images import flatten_alpha
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILENAME}"
@@ -406,17 +407,20 @@ class InceptionExtractor:
 
     @torch.no_grad()
     def __call__(self, images_uint8: torch.Tensor, batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
-        """Features and logits of uint8 images [N, C, H, W], C 1 (grey, repeated to RGB) or 3."""
+        """Features and logits of uint8 images [N, C, H, W], C 1 (grey, repeated to RGB), 3, or 4
+        (RGBA, composited onto white by ``gankit.images.flatten_alpha``: Inception takes RGB)."""
         x = images_uint8
-        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3, 4):
             shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected a uint8 tensor [N, 1 or 3, H, W], got {getattr(x, 'dtype', '')} {shape}")
+            raise ValueError(f"expected a uint8 tensor [N, 1, 3 or 4, H, W], got {getattr(x, 'dtype', '')} {shape}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model.eval()
         feats, logits = [], []
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size].to(self.device)
+            if batch.shape[1] == 4:
+                batch = flatten_alpha(batch)
             # Same float conversion as torchvision's ToTensor in pytorch-fid: x / 255 in float32.
             batch = batch.to(torch.float32).div(255).expand(-1, 3, -1, -1)
             pool3, logit = self.model(batch)

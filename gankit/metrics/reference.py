@@ -58,10 +58,12 @@ def _subset(data: ImageSet, n: int | None, seed: int, exclude: torch.Tensor | No
 
 
 def reference_and_floor(dataset: str, *, n_reference: int | None, n_floor: int, data_dir=None,
-                        classes=None, image_size=None, channels=None) -> tuple[RealSet, RealSet]:
+                        classes=None, image_size=None, channels=None, fit: str = "crop",
+                        alpha: str = "white") -> tuple[RealSet, RealSet]:
     """The reference set (the test split) and the floor set (real images that are not the reference:
-    a train subset; for a source without a test split, the two are disjoint random parts of it)."""
-    opts = dict(data_dir=data_dir, classes=classes, image_size=image_size, channels=channels)
+    a train subset; for a source without a test split, the two are disjoint random parts of it).
+    `fit` and `alpha` decode pictures as the run being scored was trained on them."""
+    opts = dict(data_dir=data_dir, classes=classes, image_size=image_size, channels=channels, fit=fit, alpha=alpha)
     train = open_dataset(dataset, split="train", **opts)
     try:
         test = open_dataset(dataset, split="test", **opts)

@@ -88,6 +88,8 @@ def train_evaluator(
     """
     out = Path(out).expanduser() if out is not None else default_output(dataset)
     train, test, train_text, test_text = open_train_test(dataset, data_dir)
+    if train.image_shape[0] == 4:  # train_classifier flattens it; the meta says so
+        train_text += " (RGBA, composited onto white: the classifier sees RGB)"
     if not quiet:
         print(f"training the evaluation classifier on {train_text}; testing on {test_text}")
     start = time.perf_counter()

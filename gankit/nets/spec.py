@@ -53,9 +53,10 @@ def validate_spec(spec: NetSpec) -> None:
     if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
         raise UserError(f"image shape must be three positive integers (C, H, W), got {shape}; "
                         f"check --image-size and --channels")
-    if shape[0] not in (1, 3):
-        raise UserError(f"images have {shape[0]} channels; the nets take 1 (grey) or 3 (colour): "
-                        f"pass --channels 1 or --channels 3")
+    # 4 = RGBA (--alpha keep): every family treats alpha as one more channel to learn.
+    if shape[0] not in (1, 3, 4):
+        raise UserError(f"images have {shape[0]} channels; the nets take 1 (grey), 3 (colour) or 4 (colour "
+                        f"with transparency, from --alpha keep): pass --channels 1 or --channels 3")
     for field in ("latent_dim", "width"):
         value = getattr(spec, field)
         if not isinstance(value, int) or value <= 0:
