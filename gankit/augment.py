@@ -171,10 +171,21 @@ def diff_augment(x: Tensor, policy: str | Sequence[str], generator: torch.Genera
     own draw per image; the result keeps x's shape and dtype and is differentiable in x (D's
     real and fake inputs both go through it, and G is trained through it). `generator` makes
     the draws repeatable.
+
+    RGBA images (4 channels, from --alpha keep): "color" changes the colour channels only, and
+    what translation and cutout uncover is transparent (alpha -1), not half-transparent grey.
     """
     ops = parse_augment_policy(policy) if isinstance(policy, str) else tuple(policy)
     for op in ops:
         if op not in _RANDOM_OPS:
             raise UserError(f"unknown --augment op {op!r}; choose from {', '.join(AUGMENT_OPS)}")
-        x = _RANDOM_OPS[op](x, generator)
+        if x.shape[1] == 4 and op == "color":
+            x = torch.cat([random_color(x[:, :3], generator), x[:, 3:]], dim=1)
+        elif x.shape[1] == 4:
+            # The ops fill with 0; shifting alpha to [0, 2] around them makes the fill alpha -1.
+            shifted = torch.cat([x[:, :3], x[:, 3:] + 1], dim=1)
+            out = _RANDOM_OPS[op](shifted, generator)
+            x = torch.cat([out[:, :3], out[:, 3:] - 1], dim=1)
+        else:
+            x = _RANDOM_OPS[op](x, generator)
     return x

@@ -27,7 +27,8 @@ class TrainingEvaluator:
         if dist.is_main:
             self.evaluator = Evaluator(cfg.dataset, metrics=parse_metrics(cfg.eval_metrics), n_floor=cfg.eval_n,
                                        data_dir=cfg.data_dir, classes=cfg.classes or None,
-                                       image_size=cfg.image_size, channels=cfg.channels, device=str(device))
+                                       image_size=cfg.image_size, channels=cfg.channels, fit=cfg.fit,
+                                       alpha=cfg.alpha, device=str(device))
             self.extract = self.evaluator.extractor
         else:  # the other ranks only extract features of their share of the images
             self.evaluator = None

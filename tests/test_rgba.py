@@ -297,3 +297,19 @@ def test_eval_reads_real_pictures_as_the_run_was_trained_on_them(evaluator_file,
     monkeypatch.setattr("gankit.metrics.evaluate.reference_and_floor", spy)
     gankit.evaluate(run_dir, n=20, metrics="fid", evaluator=evaluator_file, cache=False)
     assert seen["alpha"] == "keep" and seen["fit"] == "crop"
+
+
+def test_diffaugment_on_rgba_leaves_alpha_to_space_and_fills_transparent():
+    from gankit.augment import diff_augment
+
+    x = torch.ones(6, 4, 8, 8, requires_grad=True)  # white, opaque
+    g = torch.Generator().manual_seed(0)
+    colour = diff_augment(x, "color", generator=g)
+    assert torch.equal(colour[:, 3], x[:, 3]) and not torch.equal(colour[:, :3], x[:, :3])
+    cut = diff_augment(x, "cutout", generator=torch.Generator().manual_seed(0))
+    holes = cut[:, :3].eq(0).all(dim=1)  # where the colour was zeroed
+    assert holes.any() and torch.equal(cut[:, 3][holes], torch.full_like(cut[:, 3][holes], -1.0))
+    moved = diff_augment(x, "translation", generator=torch.Generator().manual_seed(3))
+    assert set(moved[:, 3].unique().tolist()) <= {-1.0, 1.0}
+    moved.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
