@@ -107,6 +107,8 @@ class Run:
         self.rundir, self.preset, self.quiet = RunDir(run_dir), preset, quiet or not self.dist.is_main
         self.device = self.dist.device(pick_device(cfg.device))
         # -- data: this process's batches; rank 0 alone measures D's held-out gap (it alone logs)
+        if self.dist.active and Path(cfg.dataset).expanduser().exists():  # pictures: rank 0 decodes them
+            self.dist.on_main(lambda: open_data(cfg).name)                 # once, the others then reuse its cache
         data = open_data(cfg)
         self.cfg = cfg = resolve_conditioning(cfg, data)
         self.data, held_out = _held_out_images(cfg, data, measures=self.dist.is_main)

@@ -213,11 +213,11 @@ def test_folder_with_a_bad_file_stops_or_skips_per_flag(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     args = ["--dataset", str(folder), "--arch", "mlp", *TINY_MLP, "--steps", "2", "--batch-size", "4"]
-    assert main(["train", "-q", "--out", str(tmp_path / "a"), *TINY, *args]) == 2
+    assert main(["train", "-q", "--out", str(tmp_path / "a"), *TINY, *args, "--skip-bad-images", "false"]) == 2
     err = capsys.readouterr().err
     assert "broken.png" in err and "--skip-bad-images" in err
     assert not (tmp_path / "a").exists()
-    run = train(tmp_path, "b", *args, "--skip-bad-images")
+    run = train(tmp_path, "b", *args)  # skipping is the default
     info = json.loads((run / "config.json").read_text())
     assert info["dataset"]["images"] == 20 and "skipped 1" in info["dataset"]["source"]
 
