@@ -93,7 +93,7 @@ class GANStep:
         if self.cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
-            call = call or self.d_call
+            call = call if call is not None else self.d_call  # not `or`: a compiled module refuses bool()
             out = call(x) if y is None else call(x, y)
         if self.aux_classes:
             logits, class_logits = out

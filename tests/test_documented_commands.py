@@ -49,6 +49,7 @@ from PIL import Image
 import gankit
 import gankit.api
 from gankit.cli import build_parser, main
+from gankit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -73,6 +74,7 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/preset_gallery.py": "trains every preset for minutes each (about 30 minutes), needs Fashion-MNIST",
     "benchmarks/quality_table.py": "trains every preset for 5 and 20 minutes (about 2.5 hours), needs Fashion-MNIST",
     "benchmarks/augment_check.py": "trains twice for 8 minutes (about 17 minutes)",
+    "benchmarks/gpu_check.sh": "needs a CUDA GPU and Fashion-MNIST (about 6 minutes on an H200)",
     "benchmarks/own_pictures.py": "decodes 8,121 pictures six times and trains nine times (about 15 minutes)",
 }
 MAKE_TARGETS = {  # target -> how it is checked
@@ -315,6 +317,13 @@ class Sandbox:
                 Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(p / label / f"{k}.png")
         self.notes.append(f"made a folder of 24 pictures at {text}")
 
+    def small_stand_in(self, text: str) -> str:
+        """A small folder of pictures standing in for a real one of thousands (named in the notes)."""
+        stand_in = "_pictures-for-" + Path(text).name
+        self.picture_folder(stand_in)
+        self.notes.append(f"ran on 24 pictures made here instead of the {text} the document names (thousands)")
+        return str(self.path(stand_in))
+
     def labelled_digits(self) -> Path:
         """200 labelled digits of all ten classes, for train-evaluator made small."""
         p = self.root / "_labelled-digits.npz"
@@ -441,7 +450,9 @@ def plan_train(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: boo
     if flags.get("--config"):
         box.config_file(flags.get("--config"), item)
     dataset = flags.get("--dataset")
-    if dataset and not _registered(dataset) and not box.path(dataset).exists():
+    if dataset and _large_picture_source(box.path(dataset)):
+        flags.set("--dataset", box.small_stand_in(dataset))
+    elif dataset and not _registered(dataset) and not box.path(dataset).exists():
         if Path(dataset).suffix in (".npz", ".npy"):
             box.run_dir(dataset)  # an array of images
         else:
@@ -580,6 +591,28 @@ def plan_bench(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: boo
         box.path(wanted).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def plan_prepare(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> None:
+    sources = _positionals(flags.argv)
+    if sources and _large_picture_source(box.path(sources[0])):
+        flags.argv[flags.argv.index(sources[0])] = box.small_stand_in(sources[0])
+    elif sources and not box.path(sources[0]).exists():
+        box.picture_folder(sources[0])
+    result = expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
+    if sources and not flags.has("--clear"):
+        assert " pictures at " in result.out, result.out
+
+
+def _large_picture_source(path: Path) -> bool:
+    """A real folder (or ZIP) of more pictures than this test decodes in a moment."""
+    if not (path.is_dir() or path.suffix == ".zip") or not path.exists():
+        return False
+    from gankit.data.listing import list_pictures
+    try:
+        return len(list_pictures(path).names) > 100
+    except UserError:
+        return False
+
+
 def plan_as_is(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> None:
     expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
 
@@ -611,6 +644,7 @@ PLANS = {
     "bench": plan_bench,
     "presets": plan_as_is,
     "datasets": plan_as_is,
+    "prepare": plan_prepare,
 }
 
 
@@ -652,6 +686,11 @@ def run_script(argv: list[str], item: Item, box: Sandbox) -> None:
     assert script in LONG_SCRIPTS, (f"{item.where}: `{script}` is unknown to this test; name it in "
                                     f"LONG_SCRIPTS in {Path(__file__).name} with the reason it cannot run here")
     assert (REPO / script).is_file(), f"{item.where}: {script} does not exist"
+    if script.endswith(".sh"):  # a shell script takes its settings from the environment, no flags
+        assert argv[0] == "bash" and not argv[2:], f"{item.where}: run it as `bash {script}`, without flags"
+        done = subprocess.run(["bash", "-n", str(REPO / script)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{script} is not valid bash: {done.stderr}"
+        return
     options = _script_options(REPO / script)
     for tok in argv[2:]:
         if tok.startswith("-"):
