@@ -23,6 +23,7 @@ Imports neither torch nor the rest of gankit, so that decoding worker processes 
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -81,8 +82,7 @@ def decode(source: str | bytes | BinaryIO, size: int | None, fit: str = "crop", 
             with Image.open(source) as img:
                 w, h = img.size
                 if w * h > PIXEL_LIMIT:
-                    raise BadPicture(f"{w} x {h} pixels, more than the limit of {PIXEL_LIMIT:,} "
-                                     "(a decompression bomb, or far larger than a training picture)")
+                    raise BadPicture(_too_large(f"{w} x {h} pixels"))
                 if size is not None and img.format == "JPEG":
                     img.draft("RGB" if img.mode != "L" else "L", _scaled_size(w, h, size, fit))
                 img.load()  # the first frame of an animation: Image.open stands on frame 0
@@ -185,11 +185,19 @@ def _fit(img: Image.Image, size: int, fit: str, alpha: str) -> tuple[Image.Image
     return img, upscaled
 
 
+def _too_large(size: str) -> str:
+    return (f"too large: {size}, more than the limit of {PIXEL_LIMIT:,} "
+            "(a decompression bomb, or far larger than a training picture)")
+
+
 def _reason(e: Exception) -> str:
     """A short reason for a failed decode: the exception's type and first line."""
     text = str(e).splitlines()[0] if str(e) else ""
     name = type(e).__name__
     if isinstance(e, Image.DecompressionBombWarning | Image.DecompressionBombError):
-        return f"larger than the limit of {PIXEL_LIMIT:,} pixels ({text})"
+        # Pillow's own check at open: "Image size (N pixels) exceeds limit of M pixels, ..."
+        found = re.search(r"\((\d+) pixels\)", text)
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        return _too_large(size)
     return f"{name}: {text}" if text else name
 
