@@ -52,7 +52,9 @@ def test_train_resolves_the_config_exactly_as_the_cli(tmp_path, capsys):
     name, cfg = gankit.api.resolve_run(preset="mlp-gan", config_file=None, fields=fields)
     assert main(["train", "--preset", "mlp-gan", "--lr-g", "1e-4", "--g-widths", "16,32", "--d-widths", "32,16",
                  "--steps", "5", "--dataset", "mnist-5k", "--dry-run"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"preset": name, "config": cfg.to_dict()}
+    shown = json.loads(capsys.readouterr().out)
+    assert shown.pop("length") == "5 steps (640 real images)"  # --dry-run also says how long, in its unit
+    assert shown == {"preset": name, "config": cfg.to_dict()}
     toml = tmp_path / "run.toml"
     toml.write_text('preset = "dcgan"\n[optim]\nlr_d = 3e-4\n')
     name, cfg = gankit.api.resolve_run(preset=None, config_file=toml, fields={"lr_d": 1e-4})

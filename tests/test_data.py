@@ -425,10 +425,13 @@ def test_empty_folder(tmp_path, content):
 
 
 def test_loose_images_next_to_class_folders(tmp_path):
-    write_png(tmp_path / "x.png", np.zeros((2, 2), np.uint8))
+    """As real folders often are (a stamp collection's "seasonal" folder: candle.png beside
+    christmas/, easter/, ...): the loose pictures make one more class, named so, first."""
+    write_png(tmp_path / "x.png", np.full((2, 2), 7, np.uint8))
     write_png(tmp_path / "cls" / "y.png", np.zeros((2, 2), np.uint8))
-    with pytest.raises(UserError, match="x.png"):
-        open_dataset(str(tmp_path))
+    ds = open_dataset(str(tmp_path))
+    assert ds.class_names == ["(top level)", "cls"] and ds.labels.tolist() == [0, 1]
+    assert ds.images[:, 0, 0, 0].tolist() == [7, 0]
 
 
 # ---------------------------------------------------------------- .npy / .npz arrays

@@ -335,3 +335,28 @@ def test_gankit_prepare_command(tmp_path):
     assert "removed 1" in gankit("prepare", "--clear").stdout
     bad = gankit("prepare", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "nowhere" in bad.stderr
+
+
+TUXPAINT = Path("/usr/share/tuxpaint/stamps")
+
+
+@pytest.mark.skipif(not TUXPAINT.is_dir(), reason="needs Debian's tuxpaint-stamps-default "
+                    "(apt-get install tuxpaint-stamps-default): real transparent PNGs")
+def test_real_transparent_stamps_come_out_on_white(tmp_path):
+    """Real clip art: wherever a stamp's corner is transparent, its prepared corner is white, not a
+    black box (the classic bug of dropping alpha instead of compositing)."""
+    stamps = TUXPAINT / "seasonal"
+    ds = open_dataset(str(stamps), image_size=32, fit="stretch")  # corners stay corners
+    pictures = list_pictures(stamps)
+    assert len(ds) == len(pictures.names) > 10
+    transparent_corner = []
+    for name in pictures.names:  # stamps whose top-left tenth is wholly transparent
+        with Image.open(pictures.location(name)) as img:
+            w, h = img.size
+            block = np.asarray(img.convert("RGBA"))[: h // 10 + 1, : w // 10 + 1, 3]
+            transparent_corner.append(not block.any())
+    assert sum(transparent_corner) > 5
+    corners = ds.images[:, :, 0, 0]
+    for i, transparent in enumerate(transparent_corner):
+        if transparent:
+            assert corners[i].tolist() == [255, 255, 255], pictures.names[i]

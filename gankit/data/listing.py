@@ -5,7 +5,7 @@ Labels come from, in order of precedence:
   ``{"labels": [["00000/img00000000.png", 6], ...]}``, or ``"labels": null`` for none);
 - class sub-folders: a folder whose sub-folders hold pictures is one class per sub-folder, in
   sorted order, with every picture beneath it at any depth (a ZIP likewise by its top-level
-  folders);
+  folders); pictures lying beside the class sub-folders make one more class, "(top level)", first;
 - none: the pictures of a flat folder are unlabelled.
 
 Imports neither torch nor the rest of gankit's data code, so that decoding workers start fast.
@@ -23,6 +23,8 @@ from gankit.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "dataset.json"
+# The class of the pictures that lie beside class sub-folders rather than in one.
+TOP_LEVEL_CLASS = "(top level)"
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,10 @@ def _list_folder(root: Path) -> PictureList:
         files = [p.relative_to(d).as_posix() for p in _walk(d) if is_image_file(p)]
         if files:
             classes.append((d.name, files))
-    if classes and loose:
-        raise UserError(
-            f"{root} has both class sub-folders ({', '.join(n for n, _ in classes[:3])}...) and "
-            f"{len(loose)} image(s) directly inside it (e.g. {loose[0].name}); move those images "
-            "into a class sub-folder, or point to a folder that has only one of the two"
-        )
+    if classes and loose:  # as real folders often are: the loose pictures make one more class
+        classes.insert(0, (TOP_LEVEL_CLASS, [p.name for p in loose]))
     if classes:
-        names = [f"{c}/{f}" for c, files in classes for f in files]
+        names = [f if c == TOP_LEVEL_CLASS else f"{c}/{f}" for c, files in classes for f in files]
         labels = [i for i, (_, files) in enumerate(classes) for _ in files]
         class_names = [c for c, _ in classes]
     else:
@@ -107,9 +105,10 @@ def _list_zip(path: Path) -> PictureList:
         labels = _labels_from_json(labels_json, names, f"{path}:{LABELS_FILE}")
         class_names, labelled_by = None, "dataset.json" if labels else "none"
     else:
-        tops = [n.split("/", 1)[0] if "/" in n else None for n in names]
-        if names and all(t is not None for t in tops) and len(set(tops)) > 1:
-            class_names = sorted(set(tops))
+        tops = [n.split("/", 1)[0] if "/" in n else TOP_LEVEL_CLASS for n in names]
+        folders = sorted({t for t in tops if t != TOP_LEVEL_CLASS})
+        if folders and (len(folders) > 1 or TOP_LEVEL_CLASS in tops):  # as a folder's, above
+            class_names = ([TOP_LEVEL_CLASS] if TOP_LEVEL_CLASS in tops else []) + folders
             index = {c: i for i, c in enumerate(class_names)}
             labels, labelled_by = [index[t] for t in tops], "class sub-folders"
         else:
