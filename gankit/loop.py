@@ -42,11 +42,11 @@ from gankit.stop_signals import stop_signals
 from gankit.views import RunViews
 
 
-def open_data(cfg: Config, split: str | None = None, download: bool = True) -> ImageSet:
-    """The images a run with `cfg` trains on (or its `split`)."""
+def open_data(cfg: Config, split: str | None = None, download: bool = True, quiet: bool = False) -> ImageSet:
+    """The images a run with `cfg` trains on (or its `split`); `quiet`: no decoding progress bar."""
     return open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=split or cfg.split, classes=cfg.classes or None,
                         image_size=cfg.image_size, channels=cfg.channels, download=download,
-                        skip_bad=cfg.skip_bad_images, fit=cfg.fit, alpha=cfg.alpha)
+                        skip_bad=cfg.skip_bad_images, fit=cfg.fit, alpha=cfg.alpha, progress=not quiet)
 
 
 def resolve_conditioning(cfg: Config, data: ImageSet) -> Config:
@@ -108,8 +108,8 @@ class Run:
         self.device = self.dist.device(pick_device(cfg.device))
         # -- data: this process's batches; rank 0 alone measures D's held-out gap (it alone logs)
         if self.dist.active and Path(cfg.dataset).expanduser().exists():  # pictures: rank 0 decodes them
-            self.dist.on_main(lambda: open_data(cfg).name)                 # once, the others then reuse its cache
-        data = open_data(cfg)
+            self.dist.on_main(lambda: open_data(cfg, quiet=quiet).name)    # once, the others then reuse its cache
+        data = open_data(cfg, quiet=self.quiet)
         self.cfg = cfg = resolve_conditioning(cfg, data)
         self.data, held_out = _held_out_images(cfg, data, measures=self.dist.is_main)
         self.batch, self.global_batch = batch_split(cfg.batch_size, cfg.global_batch_size, self.dist.world_size)

@@ -360,3 +360,18 @@ def test_real_transparent_stamps_come_out_on_white(tmp_path):
     for i, transparent in enumerate(transparent_corner):
         if transparent:
             assert corners[i].tolist() == [255, 255, 255], pictures.names[i]
+
+
+def test_quiet_decoding_prints_nothing(tmp_path, capsys):
+    ds = open_dataset(str(mixed_folder(tmp_path / "pics")), progress=False)
+    assert capsys.readouterr().err == "" and "skipped 1" in ds.source
+
+
+def test_a_rewritten_zip_is_read_anew(tmp_path):
+    path = stylegan_zip(tmp_path / "ds.zip", None)
+    assert open_dataset(str(path)).images[1, 0, 0, 0] == 50
+    with zipfile.ZipFile(path, "w") as zf:  # the same name, other pictures
+        zf.writestr("a.png", png_bytes(Image.new("RGB", (8, 8), (9, 0, 0))))
+        zf.writestr("b.png", png_bytes(Image.new("RGB", (8, 8), (11, 0, 0))))
+    os.utime(path, ns=(1, 1))
+    assert open_dataset(str(path)).images[:, 0, 0, 0].tolist() == [9, 11]

@@ -30,12 +30,15 @@ def read_folder(root: str | Path, *, image_size: int | None = None, fit: str = "
     square size, else prepares them at 32 or 64 (see gankit.data.prepare). Unreadable files
     are skipped and counted in ``source``; with ``skip_bad`` False the first one raises
     UserError instead. Most of the files unreadable always raises: that is a wrong folder.
+    ``progress`` False decodes without a progress bar or notes on stderr.
     """
     root = Path(root)
     if not root.exists():
         raise UserError(f"{root}: no such folder or file")
     pictures = list_pictures(root)
-    prepared = prepare(pictures, image_size, fit, alpha, progress=progress)
+    # Quiet (progress False): no bar and no notes; what was skipped is still in `source`.
+    prepared = prepare(pictures, image_size, fit, alpha, progress=progress, announce=progress,
+                       say=None if progress else (lambda _: None))
     m = prepared.manifest
     if m["skipped"] and not skip_bad:
         first = m["skipped"][0]

@@ -157,7 +157,7 @@ def _decode_all(pictures: PictureList, size: int, fit: str, alpha: str, out: Pat
         labels = np.asarray([pictures.labels[i] for i in kept], dtype=np.int64)
         np.save(out / "labels.npy", labels)
     return {
-        "format": FORMAT, "source": str(pictures.root), "kind": pictures.kind,
+        "format": FORMAT, "source": str(pictures.root.resolve()), "kind": pictures.kind,
         "fingerprint": pictures.fingerprint, "files": n, "kept": len(kept),
         "size": size, "channels": final_channels, "fit": fit, "alpha": alpha,
         "labelled_by": pictures.labelled_by,
@@ -178,13 +178,19 @@ def _decode_job(job: tuple) -> tuple[np.ndarray | None, str | None, bool]:
     return picture.pixels, None, picture.upscaled
 
 
-_ZIPS: dict[str, zipfile.ZipFile] = {}  # one open ZipFile per archive, per process
+_ZIPS: dict[tuple, zipfile.ZipFile] = {}  # one open ZipFile per archive (as it is now), per process
 
 
 def _open(kind: str, root: str, location: str):
     if kind == "folder":
         return location
-    zf = _ZIPS.get(root) or _ZIPS.setdefault(root, zipfile.ZipFile(root))
+    st = os.stat(root)
+    key = (root, st.st_size, st.st_mtime_ns)  # a rewritten archive is opened anew
+    if key not in _ZIPS:
+        for old in [k for k in _ZIPS if k[0] == root]:
+            _ZIPS.pop(old).close()
+        _ZIPS[key] = zipfile.ZipFile(root)
+    zf = _ZIPS[key]
     try:
         return zf.read(location)
     except (KeyError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:

@@ -107,6 +107,7 @@ def open_dataset(
     skip_bad: bool = True,
     fit: str = "crop",
     alpha: str = "white",
+    progress: bool = True,
 ) -> ImageSet:
     """Open a dataset by registered name, or by path (image folder, ``.npy``/``.npz`` file).
 
@@ -124,6 +125,7 @@ def open_dataset(
     transparency is handled by ``alpha`` (see :mod:`gankit.data.decode`); such a source is
     decoded once into a cache and memory-mapped (:mod:`gankit.data.prepare`). Other sources
     ignore them: they are arrays already, so the trainer can pass its flags whatever the source.
+    ``progress`` False decodes pictures without a progress bar or notes (``gankit train -q``).
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -140,7 +142,7 @@ def open_dataset(
             _refuse_test(name, split)
         ds = entry.open(splits, data_dir, download)
     else:
-        ds = _open_path(spec, split, image_size, skip_bad, fit, alpha)
+        ds = _open_path(spec, split, image_size, skip_bad, fit, alpha, progress)
     return apply_transforms(ds, classes=classes, image_size=image_size, channels=channels)
 
 
@@ -157,11 +159,12 @@ def _refuse_test(name: str, split: str) -> None:
         )
 
 
-def _open_path(spec: str, split: str, image_size: int | None, skip_bad: bool, fit: str, alpha: str) -> ImageSet:
+def _open_path(spec: str, split: str, image_size: int | None, skip_bad: bool, fit: str, alpha: str,
+               progress: bool) -> ImageSet:
     path = Path(spec).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
         _refuse_test(spec, split)
-        ds = read_folder(path, image_size=image_size, skip_bad=skip_bad, fit=fit, alpha=alpha)
+        ds = read_folder(path, image_size=image_size, skip_bad=skip_bad, fit=fit, alpha=alpha, progress=progress)
         return dataclasses.replace(ds, name=spec)
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
