@@ -375,3 +375,10 @@ def test_a_rewritten_zip_is_read_anew(tmp_path):
         zf.writestr("b.png", png_bytes(Image.new("RGB", (8, 8), (11, 0, 0))))
     os.utime(path, ns=(1, 1))
     assert open_dataset(str(path)).images[:, 0, 0, 0].tolist() == [9, 11]
+
+
+def test_decoding_workers_start_without_torch():
+    """Workers are spawned: what they import is paid once per worker, and torch takes seconds."""
+    code = "import sys, gankit.data.prepare; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
