@@ -206,3 +206,27 @@ def test_split_d_update_refuses_terms_it_would_drop(extra):
     from gankit.errors import UserError
     with pytest.raises(UserError, match="--d-split-update"):
         make_config({"d_split_update": True, **extra})
+
+
+class _RefusesBool(torch.nn.Module):
+    """Like torch.compile's wrapper of a module: `bool(x)` falls back to `len(x)`, which it refuses."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args):
+        return self.net(*args)
+
+    def __len__(self):
+        raise TypeError(f"{type(self.net).__name__} does not support len()")
+
+
+def test_a_d_that_refuses_bool_still_steps():
+    """--compile on a class-conditional run once stopped in G's step ("ConditionalDiscriminator does
+    not support len()"): the step chose D's call with `call or self.d_call`."""
+    step = build_step(num_classes=3, conditioning="projection")
+    step.d_call = step.d_frozen_call = _RefusesBool(step.d)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    d_loss, g_loss = step([(real_batch(), labels)], 0.0, GANStep.zero_stats(), 0)
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
