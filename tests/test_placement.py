@@ -49,7 +49,7 @@ def mapped(folder) -> ImageSet:
 def use_data(monkeypatch):
     """Make the runs train on the ImageSet that `make()` returns (the toy set has no test split)."""
     def use(make):
-        def open_data(cfg, split=None, download=True):
+        def open_data(cfg, split=None, download=True, quiet=False):
             if split == "test":
                 raise UserError("no test split")
             return make()
