@@ -48,7 +48,7 @@ def read_folder(root: str | Path, *, image_size: int | None = None, fit: str = "
     labels = prepared.labels()
     source = f"{'ZIP' if pictures.kind == 'zip' else 'image folder'} {root} ({m['kept']} pictures"
     source += {"class sub-folders": f", {len(m['class_names'] or [])} class sub-folders",
-               "dataset.json": f", labels from {pictures.root.name if pictures.kind == 'zip' else ''}dataset.json"
+               "dataset.json": f", labels from {pictures.root.name + ':' if pictures.kind == 'zip' else ''}dataset.json"
                }.get(m["labelled_by"], "")
     source += f"; prepared at {m['size']} px, --fit {m['fit']}, --alpha {m['alpha']}"
     if m["upscaled"]:
