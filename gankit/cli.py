@@ -132,8 +132,10 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.image_size is not None and args.image_size < 1:
+        raise UserError(f"--image-size must be a positive number of pixels, got {args.image_size}")
     train_evaluator(args.dataset, args.out, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
-                    quiet=args.quiet)
+                    quiet=args.quiet, image_size=args.image_size, fit=args.fit, alpha=args.alpha)
     return 0
 
 
@@ -307,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="passes over the training images (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to look for the dataset's files first")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="pictures: read at this size, as the runs to be scored were (default: as `gankit train` would)")
+    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop", help="pictures: as `gankit train --fit`")
+    p.add_argument("--alpha", choices=("white", "black", "keep"), default="white",
+                   help="pictures: as `gankit train --alpha`")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_train_evaluator)
 

@@ -382,3 +382,22 @@ def test_decoding_workers_start_without_torch():
     code = "import sys, gankit.data.prepare; assert 'torch' not in sys.modules, 'torch imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_train_evaluator_reads_a_folder_at_the_runs_size(tmp_path):
+    """A folder of many sizes: the evaluation classifier learns the pictures at the size (and fit)
+    the runs it scores train at, and its file says how it read them."""
+    from gankit.cli import main
+    from gankit.metrics.classifier import load_classifier
+
+    root = tmp_path / "pics"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        for k in range(10):
+            side = 20 + 3 * k
+            write(root / cls / f"{k}.png", Image.fromarray(rng.integers(0, 256, (side, side + 5, 3), dtype=np.uint8)))
+    out = tmp_path / "ev.pt"
+    assert main(["train-evaluator", "--dataset", str(root), "--out", str(out), "--epochs", "1",
+                 "--image-size", "16", "--fit", "pad", "-q"]) == 0
+    meta = load_classifier(out)[1]
+    assert meta["image_shape"] == [3, 16, 16] and "--image-size 16 --fit pad" in meta["command"]

@@ -44,16 +44,17 @@ def split_holdout(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
     return take(train_idx), take(test_idx)
 
 
-def open_train_test(dataset: str, data_dir: str | None = None) -> tuple[ImageSet, ImageSet, str, str]:
-    """(train, test, train description, test description) for ``dataset``."""
-    train = open_dataset(dataset, data_dir=data_dir, split="train")
+def open_train_test(dataset: str, data_dir: str | None = None, **picture_options) -> tuple[ImageSet, ImageSet, str, str]:
+    """(train, test, train description, test description) for ``dataset``; ``picture_options``
+    (image_size, fit, alpha) go to ``open_dataset`` as a run's would."""
+    train = open_dataset(dataset, data_dir=data_dir, split="train", **picture_options)
     if train.labels is None:
         raise UserError(
             f"{dataset}: the images have no labels, and the evaluation classifier learns from labels; "
             "use an image folder with one sub-folder per class, or a .npz with labels"
         )
     try:
-        test = open_dataset(dataset, data_dir=data_dir, split="test")
+        test = open_dataset(dataset, data_dir=data_dir, split="test", **picture_options)
     except UserError as exc:
         # open_dataset refuses "test" for sources that are a single set of images; any other
         # failure (e.g. a missing test file of a real split) is the user's to see.
@@ -79,15 +80,21 @@ def train_evaluator(
     epochs: int = 8,
     seed: int = 0,
     quiet: bool = False,
+    image_size: int | None = None,
+    fit: str = "crop",
+    alpha: str = "white",
 ) -> tuple[Path, dict]:
     """Train the evaluation classifier on ``dataset``'s train split, test it, save it to ``out``.
 
     A source without a test split (mnist-5k, an image folder, an array file) is split 80/20
     with a fixed seed; the meta says so. ``out`` defaults to ``default_output(dataset)``.
+    ``image_size``, ``fit`` and ``alpha`` read the pictures as a run with those flags reads them
+    (a folder of many sizes: the size the runs to be scored train at).
     Prints the test accuracy and where the file went; returns (path, meta).
     """
     out = Path(out).expanduser() if out is not None else default_output(dataset)
-    train, test, train_text, test_text = open_train_test(dataset, data_dir)
+    train, test, train_text, test_text = open_train_test(dataset, data_dir, image_size=image_size, fit=fit,
+                                                         alpha=alpha)
     if train.image_shape[0] == 4:  # train_classifier flattens it; the meta says so
         train_text += " (RGBA, composited onto white: the classifier sees RGB)"
     if not quiet:
@@ -107,7 +114,9 @@ def train_evaluator(
         "train_seconds": round(seconds, 1),
         "gankit_version": gankit.__version__,
         "torch_version": str(torch.__version__),
-        "command": f"gankit train-evaluator --dataset {dataset} --out {out} --epochs {epochs} --seed {seed}",
+        "command": (f"gankit train-evaluator --dataset {dataset} --out {out} --epochs {epochs} --seed {seed}"
+                    + (f" --image-size {image_size}" if image_size else "")
+                    + (f" --fit {fit}" if fit != "crop" else "") + (f" --alpha {alpha}" if alpha != "white" else "")),
     }
     save_classifier(model, out, meta)
     # Read back what was written, so the caller gets the meta exactly as the file holds it.
