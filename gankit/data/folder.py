@@ -15,7 +15,7 @@ import torch
 
 from gankit.data.imageset import ImageSet
 from gankit.data.listing import IMAGE_EXTENSIONS, is_image_file, list_pictures
-from gankit.data.prepare import prepare, reason_counts
+from gankit.data.prepare import prepare, reason_kinds
 from gankit.errors import UserError
 
 __all__ = ["IMAGE_EXTENSIONS", "is_image_file", "read_folder"]
@@ -54,8 +54,8 @@ def read_folder(root: str | Path, *, image_size: int | None = None, fit: str = "
     if m["upscaled"]:
         source += f"; {m['upscaled']} upscaled"
     if m["skipped"]:
-        kinds = ", ".join(f"{k} {v}" for k, v in reason_counts(m["skipped"]).most_common())
-        source += f"; skipped {len(m['skipped'])} unreadable ({kinds}): {_some([s['file'] for s in m['skipped']])}"
+        source += (f"; skipped {len(m['skipped'])} unreadable ({reason_kinds(m['skipped'])}): "
+                   f"{_some([s['file'] for s in m['skipped']])}")
     source += ")"
     return ImageSet(
         images=torch.from_numpy(prepared.images()),

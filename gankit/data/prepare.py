@@ -324,6 +324,11 @@ def reason_counts(skipped: list[dict]) -> Counter:
     return Counter(s["reason"].split(":", 1)[0].split(" (", 1)[0] for s in skipped)
 
 
+def reason_kinds(skipped: list[dict]) -> str:
+    """The kinds of reason and their counts, most frequent first: "too large 16, OSError 2"."""
+    return ", ".join(f"{kind} {count}" for kind, count in reason_counts(skipped).most_common())
+
+
 def _first_reasons(skipped: list[dict], n: int = 3) -> str:
     return "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:n]) + ("; ..." if len(skipped) > n else "")
 
@@ -332,8 +337,7 @@ def _summary(m: dict, n: int) -> str:
     line = (f"prepared {m['kept']} of {n} pictures from {m['source']} at {m['size']} x {m['size']}, "
             f"{m['channels']} channel(s), in {m['decode_seconds']:.1f} s")
     if m["skipped"]:
-        kinds = ", ".join(f"{k} {v}" for k, v in reason_counts(m["skipped"]).most_common())
-        line += f"; skipped {len(m['skipped'])} ({kinds}), e.g. {_first_reasons(m['skipped'], 2)}"
+        line += f"; skipped {len(m['skipped'])} ({reason_kinds(m['skipped'])}), e.g. {_first_reasons(m['skipped'], 2)}"
     if m["upscaled"]:
         line += f"; {m['upscaled']} smaller than {m['size']} px were upscaled"
     return line
@@ -348,8 +352,7 @@ def describe(m: dict, directory: Path) -> str:
     if m["upscaled"]:
         lines.append(f"  upscaled (smaller than {m['size']} px): {m['upscaled']}")
     if m["skipped"]:
-        kinds = ", ".join(f"{k}: {v}" for k, v in reason_counts(m["skipped"]).most_common())
-        lines.append(f"  skipped {len(m['skipped'])} ({kinds}); first: {_first_reasons(m['skipped'])}")
+        lines.append(f"  skipped {len(m['skipped'])} ({reason_kinds(m['skipped'])}); first: {_first_reasons(m['skipped'])}")
     return "\n".join(lines)
 
 
