@@ -83,3 +83,24 @@ def test_eval_bad_input_exits_2(tmp_path, capsys, argv, message):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_reference_features_follow_the_pixels_not_just_the_names():
+    """A folder whose pictures were rewritten keeps its name and size: the cached features must
+    still be recomputed (the key holds a digest of the pixels)."""
+    import torch
+
+    from gankit.metrics.reference import RealSet, cached_features
+
+    class Mean:  # a stand-in extractor: one feature, the mean pixel
+        fingerprint, calls = "mean-v1", 0
+
+        def __call__(self, images):
+            Mean.calls += 1
+            return images.float().mean(dim=(1, 2, 3), keepdim=False)[:, None].double().numpy(), None
+
+    before = RealSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, "4 pictures of my-folder")
+    after = RealSet(torch.full((4, 1, 8, 8), 9, dtype=torch.uint8), None, "4 pictures of my-folder")
+    assert cached_features(before, Mean(), {"dataset": "my-folder"}).features[0, 0] == 0
+    assert cached_features(before, Mean(), {"dataset": "my-folder"}).features[0, 0] == 0 and Mean.calls == 1
+    assert cached_features(after, Mean(), {"dataset": "my-folder"}).features[0, 0] == 9 and Mean.calls == 2

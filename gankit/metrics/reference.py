@@ -1,8 +1,9 @@
 """Reference features of real data, computed once per dataset + split + extractor and cached.
 
 The cache key holds everything that changes the numbers (dataset, split, transforms, how many
-images, the extractor and a fingerprint of its weights), so a cached file is never stale; a
-corrupt cache file is recomputed, never trusted.
+images, a digest of their pixels, the extractor and a fingerprint of its weights), so a cached
+file is never stale, even for a folder whose pictures were rewritten; a corrupt cache file is
+recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def _key(parts: dict) -> str:
 
 def cached_features(real: RealSet, extractor, key_parts: dict, use_cache: bool = True) -> Features:
     """Features of `real` under `extractor`, from the cache when the same key was computed before."""
-    path = cache_dir() / f"{_key({**key_parts, 'extractor': extractor.fingerprint, 'what': real.description})}.npz"
+    pixels = hashlib.blake2b(real.images.contiguous().numpy().data, digest_size=16).hexdigest()
+    key = {**key_parts, "extractor": extractor.fingerprint, "what": real.description, "pixels": pixels}
+    path = cache_dir() / f"{_key(key)}.npz"
     labels = None if real.labels is None else real.labels.numpy()
     if use_cache and path.exists():
         try:
