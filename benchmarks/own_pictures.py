@@ -47,15 +47,24 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=32, help="the size trained on for the placement timing")
     ap.add_argument("--grid-dir", default=str(REPO / "docs" / "img"), help="where the grids of prepared pictures go")
     ap.add_argument("--out", default=None, help="write the results here as JSON")
+    ap.add_argument("--survey-only", action="store_true",
+                    help="only describe the pictures (modes, transparency, sizes; fast) and add that to --out")
     ap.add_argument("--child", choices=("prepare",), help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child_prepare(args.source, args.size)
     source = ensure_source(args.source)
+    if args.survey_only:
+        results = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else {}
+        results["survey"] = survey(source)
+        print(json.dumps(results["survey"], indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        return
     cache = Path(tempfile.mkdtemp(prefix="gankit-bench-cache-"))
     env = {**os.environ, "GANKIT_CACHE": str(cache)}
-    results = {"machine": machine(), "source": source, "rounds": args.rounds, "sizes": {}}
+    results = {"machine": machine(), "source": source, "rounds": args.rounds, "survey": survey(source), "sizes": {}}
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             results["sizes"][str(size)] = prepare_timings(source, size, args.rounds, env)
@@ -81,6 +90,35 @@ def ensure_source(source: str) -> str:
     if not Path(source).exists():
         sys.exit(f"{source}: not found; install Debian's {package or 'package'} or pass --source FOLDER")
     return source
+
+
+def survey(source: str) -> dict:
+    """What the pictures are, from their headers: modes, how many have transparency, how many are
+    square, the smallest and largest side, and the largest pictures in megapixels."""
+    from collections import Counter
+
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO))
+    from gankit.data.listing import list_pictures
+
+    pictures = list_pictures(source)
+    modes, transparent, square, sides, pixels = Counter(), 0, 0, [], []
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # headers of the huge ones too
+    try:
+        for name in pictures.names:
+            with Image.open(pictures.location(name)) as img:  # the header only: nothing is decoded
+                w, h = img.size
+                modes[img.mode] += 1
+                transparent += img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+                square += w == h
+                sides += [w, h]
+                pixels.append(w * h)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return {"pictures": len(pictures.names), "modes": dict(modes.most_common()), "transparent": transparent,
+            "square": square, "smallest_side": min(sides), "largest_side": max(sides),
+            "largest_megapixels": [round(p / 1e6, 1) for p in sorted(pixels)[-20:]]}
 
 
 def child_prepare(source: str, size: int) -> None:
