@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from gankit.errors import UserError
-from gankit.presets import resolve_config
+from gankit.recipe import resolve_for_data
 from gankit.rundir import RunDir, default_run_dir
 
 if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
@@ -106,11 +106,13 @@ def train(preset: str | None = None, *, config: PathLike | None = None, out: Pat
 
 def resolve_run(*, preset: str | None, config_file: PathLike | None, fields: dict[str, Any],
                 resume: PathLike | None = None) -> tuple[str | None, Config]:
-    """(preset, config) of what `train` would train, without touching anything: what `gankit
-    train --dry-run` prints. A new run layers defaults <- preset <- file <- fields; a resumed run
-    takes its config.json with `fields` on top."""
+    """(preset, config) of what `train` would train, without touching any run: what `gankit
+    train --dry-run` prints. A new run layers defaults <- preset <- file <- fields; with no
+    preset named, colour data gets the `colour` preset (gankit/recipe.py), and a picture folder
+    is decoded into its cache to tell. A resumed run takes its config.json with `fields` on top."""
     if resume is None:
-        return resolve_config(preset, config_file, fields)
+        name, cfg, _ = resolve_for_data(preset, config_file, fields, _data_channels)
+        return name, cfg
     _refuse_preset_on_resume(preset, config_file)
     from gankit.config import make_config
     info = RunDir(resume).read_info("--resume")
@@ -129,10 +131,20 @@ def train_summary(*, preset: str | None, config_file: PathLike | None, fields: d
     if resume is not None:
         _refuse_preset_on_resume(preset, config_file)
         return launch.resume(Path(resume), fields, quiet=quiet, dist=dist)
-    name, cfg = resolve_config(preset, config_file, fields)
+    name, cfg, why = resolve_for_data(preset, config_file, fields,
+                                      lambda c: dist.on_main(lambda: _data_channels(c, quiet)))
+    if why and not quiet and dist.is_main:
+        print(why, flush=True)
     # Every rank must write into the folder rank 0 names (the default one is named by the clock).
     run_dir = Path(out) if out else dist.on_main(lambda: default_run_dir(name))
     return launch.start(cfg, run_dir, preset=name, quiet=quiet, dist=dist)
+
+
+def _data_channels(cfg: Config, quiet: bool = True) -> int:
+    """The channel count of the images `cfg` trains on (a picture folder is decoded into its cache,
+    which the run then reuses)."""
+    from gankit.loop import open_data
+    return open_data(cfg, quiet=quiet).image_shape[0]
 
 
 def _refuse_preset_on_resume(preset: str | None, config_file: PathLike | None) -> None:

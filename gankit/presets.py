@@ -37,6 +37,12 @@ _FAST_RECIPE = {
     "reuse_fakes": True,
 }
 
+# The colour recipe: decided by measurement (benchmarks/colour_table.py); see the README's table.
+_COLOUR_RECIPE = {
+    **_FAST_RECIPE,
+    "images": 400_000,
+}
+
 PRESETS: dict[str, dict] = {
     "default": {
         "_about": "the `fast` recipe on the embedded 5,000 MNIST digits: what `gankit train` runs with no --preset",
@@ -146,9 +152,16 @@ PRESETS: dict[str, dict] = {
         # images a small folder trains as long as a large one.
         "images": 1_200_000,
     },
+    "colour": {
+        "_about": "colour pictures at 32-64 px (what `gankit train --dataset FOLDER` picks for colour): "
+                  "DCGAN nets, projection D, ADA, EMA",
+        **_COLOUR_RECIPE,
+        "dataset": "cifar10",
+    },
 }
 
 DEFAULT_PRESET = "default"
+COLOUR_PRESET = "colour"  # what a run that names no preset gets on colour data (gankit/recipe.py)
 
 
 def preset_names() -> list[str]:
