@@ -82,11 +82,11 @@ def flip_x(x: Tensor, flip: Tensor) -> Tensor:
 
 
 def rotate90(x: Tensor, quarter_turns: Tensor) -> Tensor:
-    """Rotate image i counter-clockwise by quarter_turns[i] (0..3) times 90 degrees. Odd turns need
-    square images."""
+    """Rotate image i counter-clockwise by quarter_turns[i] (0..3) times 90 degrees. A quarter turn
+    would change a non-square image's shape: there odd turns count as none."""
     turns = quarter_turns.to(x.device, torch.long) % 4
     out = x
-    for k in (1, 2, 3):
+    for k in ((1, 2, 3) if x.shape[2] == x.shape[3] else (2,)):
         out = _where(turns == k, torch.rot90(x, k, dims=(2, 3)), out)
     return out
 
