@@ -75,7 +75,7 @@ class Config:
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma/2 E|grad D(x)|^2 (Mescheder et al. 2018); 0 = off
     r1_every: int = 16  # lazy R1 (StyleGAN2): every k-th D update, scaled by k
     augment: str = "none"  # DiffAugment ops on every image D sees, real and fake: color,translation,cutout
-    ada: str = "none"  # adaptive augmentation of D's inputs (StyleGAN2-ADA): "default" (xflip,rot90,translation,scale,brightness,contrast,hue,saturation), or a comma list of those and cutout
+    ada: str = "none"  # StyleGAN2-ADA's adaptive augmentation of D's inputs: "default", or a comma list of xflip,rot90,translation,scale,brightness,contrast,hue,saturation,cutout
     ada_p: float | None = None  # ADA: hold the augmentation probability at this value; none = adapt it from 0
     ada_target: float = 0.6  # ADA raises p while r_t = E[sign D(x_real)] is above this, lowers it below (the paper's 0.6)
     ada_length: int | None = None  # ADA: images over which p can go from 0 to 1; none = the run's total images / 20, at most 500k (the paper's)

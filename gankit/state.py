@@ -1,9 +1,10 @@
 """The training state: everything a step depends on, and the checkpoint dict made of it.
 
 G, D, G's EMA, both optimisers, the progress counters, the data order, every random stream, the
-fixed grid latents and ADA's augmentation probability. A checkpoint is `state_dict()` (nanoGPT's shape: one flat dict, opened with
-`torch.load(path, weights_only=True)`), and `load_state_dict()` of it makes a resumed run compute
-exactly what an uninterrupted one would have, with any number of processes.
+fixed grid latents and ADA's augmentation probability. A checkpoint is `state_dict()` (nanoGPT's
+shape: one flat dict, opened with `torch.load(path, weights_only=True)`), and `load_state_dict()`
+of it makes a resumed run compute exactly what an uninterrupted one would have, with any number of
+processes.
 """
 
 from __future__ import annotations

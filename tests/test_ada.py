@@ -318,7 +318,7 @@ def test_resumed_ada_run_equals_straight_run_and_logs_p(tmp_path):
     assert scalar_tag("ada_p", train_lines[-1]) == "augment/ada_p"
 
 
-def test_checkpoints_without_ada_state_still_load(tmp_path):
+def test_checkpoints_without_ada_state_still_load():
     from gankit.distributed import Dist
     from gankit.state import TrainingState
 
