@@ -75,6 +75,11 @@ class Config:
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma/2 E|grad D(x)|^2 (Mescheder et al. 2018); 0 = off
     r1_every: int = 16  # lazy R1 (StyleGAN2): every k-th D update, scaled by k
     augment: str = "none"  # DiffAugment ops on every image D sees, real and fake: color,translation,cutout
+    ada: str = "none"  # StyleGAN2-ADA's adaptive augmentation of D's inputs: "default", or a comma list of xflip,rot90,translation,scale,brightness,contrast,hue,saturation,cutout
+    ada_p: float | None = None  # ADA: hold the augmentation probability at this value; none = adapt it from 0
+    ada_target: float = 0.6  # ADA raises p while r_t = E[sign D(x_real)] is above this, lowers it below (the paper's 0.6)
+    ada_length: int | None = None  # ADA: images over which p can go from 0 to 1; none = the run's total images / 20, at most 500k (the paper's)
+    ada_interval: int = 4  # ADA: steps between adjustments of p
     acgan_weight: float = 1.0  # ACGAN: weight of the class loss in D's and G's losses
     ema_half_life: float = 0.0  # EMA of G's weights: images over which old weights halve; 0 = off. Sampling uses it
     ema_rampup: float | None = None  # EMA half-life capped at this x images seen early on (StyleGAN2-ADA: 0.05)
@@ -238,6 +243,20 @@ def _check(ok: bool, flag: str, message: str) -> None:
         raise UserError(f"--{flag.replace('_', '-')}: {message}")
 
 
+def _check_ada(cfg: Config) -> None:
+    from gankit.ada_ops import parse_ada_ops
+    on = bool(parse_ada_ops(cfg.ada))  # raises UserError naming --ada
+    from gankit.augment import parse_augment_policy
+    _check(not (on and parse_augment_policy(cfg.augment)), "ada",
+           "--ada and --augment both augment every image D sees; pick one (e.g. --augment none)")
+    _check(cfg.ada_p is None or 0 <= cfg.ada_p <= 1, "ada_p", "is a probability in [0, 1] (or none to adapt it)")
+    _check(0 < cfg.ada_target < 1, "ada_target", "must lie in (0, 1): r_t = E[sign D(x_real)] is at most 1")
+    _check(cfg.ada_length is None or cfg.ada_length >= 1, "ada_length", "is a number of images, at least 1 (or none)")
+    _check(cfg.ada_interval >= 1, "ada_interval", "must be at least 1")
+    for name in ("ada_p", "ada_length"):
+        _check(on or getattr(cfg, name) is None, name, "has no effect without --ada; add --ada default (or drop it)")
+
+
 def validate(cfg: Config) -> Config:
     """Reject nonsense before anything touches the disk. Returns cfg unchanged."""
     _check(cfg.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
@@ -269,6 +288,7 @@ def validate(cfg: Config) -> Config:
            "ACGAN's class loss; drop --d-split-update (or those)")
     from gankit.augment import parse_augment_policy
     parse_augment_policy(cfg.augment)  # raises UserError naming --augment
+    _check_ada(cfg)
     _check(cfg.loss in LOSSES, "loss", f"unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")
     _check(cfg.gp_weight >= 0, "gp_weight", "must be >= 0")
     _check(0 <= cfg.real_label <= 1 and 0 <= cfg.fake_label <= 1, "real_label",

@@ -45,7 +45,7 @@ def _d_overfits(r: dict, history: list[dict]) -> str | None:
     value = r.get("d_sign_real")
     if value is not None and value > SIGN_REAL_MAX and r.get("d_acc_fake", 1.0) < FAKE_ACC_FOR_OVERFIT:
         return (f"D is sure of nearly every training image (r_t = E[sign D(x)] = {value:.2f} > {SIGN_REAL_MAX}): "
-                "it may be memorising them; try --augment color,translation,cutout or --r1-gamma")
+                "it may be memorising them; try --ada default (or --augment color,translation,cutout) or --r1-gamma")
     return None
 
 
@@ -53,7 +53,7 @@ def _d_memorises(r: dict, history: list[dict]) -> str | None:
     gap = r.get("d_heldout_gap")
     if gap is not None and gap > HELDOUT_GAP_MAX:
         return (f"D calls {r['d_acc_train_probe']:.0%} of training images real but only {r['d_acc_heldout']:.0%} "
-                "of held-out ones: it is memorising the training set; try --augment color,translation,cutout, "
+                "of held-out ones: it is memorising the training set; try --ada default, --augment color,translation,cutout, "
                 "--r1-gamma, or more data")
     return None
 

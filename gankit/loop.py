@@ -131,9 +131,10 @@ class Run:
         about = {"gankit_version": gankit.__version__, "config": cfg.to_dict(), "preset": preset,
                  "image_shape": list(self.data.image_shape), "num_classes": self.data.num_classes,
                  "processes": self.processes()}
-        self.state = TrainingState(cfg, g.to(self.device), d.to(self.device), self.device, self.dist, about)
+        self.state = TrainingState(cfg, g.to(self.device), d.to(self.device), self.device, self.dist, about,
+                                   total_images=self.total_steps * self.global_batch * cfg.d_steps)
         self.gan_step = GANStep(cfg, g, d, self.state.opt_g, self.state.opt_d, self.device, warn=self.dist.warn,
-                                replica=self.dist.replica(self.batch, self.device))
+                                replica=self.dist.replica(self.batch, self.device), ada=self.state.ada)
         # -- what watches and shows the run
         self.guard = DivergenceGuard(cfg, self.dist)
         self.health = LiveHealth()
@@ -305,17 +306,20 @@ class Run:
         keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_sign_real")
         if self.gan_step.aux_classes:
             keys += ("d_class_loss",)
-        grad_norms = [_grad_norm(st.g), _grad_norm(st.d)]  # of the tick's last G and D updates
+        extras = [_grad_norm(st.g), _grad_norm(st.d)]  # of the tick's last G and D updates
+        extras += [st.ada.p.float()] if st.ada is not None else []  # the same on every process
         values = torch.stack([torch.as_tensor(stats[k], dtype=torch.float32, device=self.device)
-                              for k in keys] + grad_norms)
+                              for k in keys] + extras)
         values = self.dist.mean(values).tolist()  # several processes: the global batch's statistics
-        grad_values, values = values[len(keys):], values[:len(keys)]
+        extra_values, values = values[len(keys):], values[:len(keys)]
         g_updates = n_d / self.cfg.d_steps
         record = {"step": p.step, "epoch": round(p.epoch + p.position / len(self.data), 4),
                   "images_seen": p.images_seen, "time_s": round(p.seconds, 3)}
         for k, v in zip(keys, values):
             record[k] = v / (g_updates if k == "g_loss" else n_d)
-        record["g_grad_norm"], record["d_grad_norm"] = grad_values
+        record["g_grad_norm"], record["d_grad_norm"] = extra_values[:2]
+        if st.ada is not None:
+            record["ada_p"] = round(extra_values[2], 6)
         if self.probe is not None:
             record.update({k: round(v, 4) for k, v in self.probe.measure(st.d, self.gan_step.loss.threshold).items()})
         if self._grid_spread is not None:

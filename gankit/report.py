@@ -146,6 +146,17 @@ def _series(records: list[dict], keys, names=None) -> dict:
     return {(names or {}).get(k, k): (steps, [r.get(k) for r in records]) for k in keys}
 
 
+def _ada_plot(train: list[dict], target) -> str:
+    """ADA's p beside the r_t it follows and the target it holds r_t to; nothing for runs without ADA."""
+    if not any("ada_p" in r for r in train):
+        return ""
+    series = _series(train, ["ada_p", "d_sign_real"], {"ada_p": "augmentation probability p",
+                                                       "d_sign_real": "r_t = E[sign D(x)]"})
+    if isinstance(target, (int, float)):
+        series["target r_t"] = ([r.get("step") for r in train], [target] * len(train))
+    return _plot(series, "Adaptive augmentation (ADA): p rises while r_t is above its target")
+
+
 def _no_data(what: str) -> str:
     return f'<p class="nodata">no data yet: {escape(what)}</p>'
 
@@ -307,7 +318,8 @@ def render_report(run_dir: Path) -> str:
             + _plot(_series(train, ["d_sign_real", "d_acc_train_probe", "d_acc_heldout"],
                             {"d_sign_real": "r_t = E[sign D(x)]", "d_acc_train_probe": "training images called real",
                              "d_acc_heldout": "held-out images called real"}),
-                    "D overfitting: training vs held-out real images"))
+                    "D overfitting: training vs held-out real images")
+            + _ada_plot(train, (info.get("config") or {}).get("ada_target")))
     sections = [
         ("warnings", "Health warnings", _warnings_section(warnings)),
         ("samples", "Samples over training", _samples_section(frames)),

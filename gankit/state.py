@@ -1,9 +1,10 @@
 """The training state: everything a step depends on, and the checkpoint dict made of it.
 
-G, D, G's EMA, both optimisers, the progress counters, the data order, every random stream and the
-fixed grid latents. A checkpoint is `state_dict()` (nanoGPT's shape: one flat dict, opened with
-`torch.load(path, weights_only=True)`), and `load_state_dict()` of it makes a resumed run compute
-exactly what an uninterrupted one would have, with any number of processes.
+G, D, G's EMA, both optimisers, the progress counters, the data order, every random stream, the
+fixed grid latents and ADA's augmentation probability. A checkpoint is `state_dict()` (nanoGPT's
+shape: one flat dict, opened with `torch.load(path, weights_only=True)`), and `load_state_dict()`
+of it makes a resumed run compute exactly what an uninterrupted one would have, with any number of
+processes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gankit.ada import ada_for_config
 from gankit.config import Config
 from gankit.distributed import Dist
 from gankit.ema import GeneratorEMA
@@ -50,7 +52,7 @@ class TrainingState:
     generator, so the streams a step uses start where a plain script's would."""
 
     def __init__(self, cfg: Config, g: nn.Module, d: nn.Module, device: torch.device, dist: Dist,
-                 about: dict[str, Any]):
+                 about: dict[str, Any], total_images: int | None = None):
         self.cfg, self.g, self.d, self.device, self.dist = cfg, g, d, device, dist
         self.about = about  # what the checkpoint says of the run besides the state (config, preset, shape...)
         self.ema = GeneratorEMA(g, cfg.ema_half_life, cfg.ema_rampup) if cfg.ema_half_life > 0 else None
@@ -60,6 +62,8 @@ class TrainingState:
                                       eps=cfg.adam_eps, foreach=True)
         self.opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d),
                                       eps=cfg.adam_eps, foreach=True)
+        # ADA's p; `total_images` (the run's length) sets how fast it may move unless --ada-length does.
+        self.ada = ada_for_config(cfg, device, total_images, mean=dist.mean)
         self.progress = Progress()
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # the order of the real images
         # The fixed grid latents come from their own generator so they never shift the training RNG.
@@ -95,6 +99,7 @@ class TrainingState:
             "permutation": self.progress.permutation,
             "rng": rng,
             "fixed_z": self.fixed_z,
+            "ada": self.ada.state_dict() if self.ada is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -111,3 +116,5 @@ class TrainingState:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.dist.set_shared_rng_state(state["rng"])
         self.fixed_z = state["fixed_z"]
+        if self.ada is not None and state.get("ada") is not None:  # files of older versions have no "ada"
+            self.ada.load_state_dict(state["ada"])

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 import torch.nn.functional as F
 
+from gankit.ada import AdaptiveAugment, ada_for_config
 from gankit.augment import diff_augment, parse_augment_policy
 from gankit.config import Config
 from gankit.distributed import Replica
@@ -26,23 +27,27 @@ STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake",
 
 
 class GANStep:
-    """Updates G and D in place. Holds references to the nets and optimisers, no state of its own,
-    so loading a checkpoint into the nets (resume, rollback) needs nothing from it.
+    """Updates G and D in place. Holds references to the nets, optimisers and ADA, no state of its
+    own, so loading a checkpoint into those (resume, rollback) needs nothing from it.
 
     A real batch is (images, labels); labels matter only to a class-conditional G/D, whose fakes
     get labels drawn uniformly. D's regularisers: the loss's own gradient penalty (WGAN-GP), lazy
-    R1 on reals, DiffAugment on everything D sees, ACGAN's class loss.
+    R1 on reals, DiffAugment or ADA on everything D sees, ACGAN's class loss.
+
+    `ada`: the run's AdaptiveAugment (TrainingState keeps it, as it is checkpointed); with --ada on
+    and none given, one of ADA's own speed is made here.
     """
 
     def __init__(self, cfg: Config, g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
                  opt_d: torch.optim.Optimizer, device: torch.device, *, warn=warn_stderr,
-                 replica: Replica | None = None):
+                 replica: Replica | None = None, ada: AdaptiveAugment | None = None):
         self.cfg, self.g, self.d, self.opt_g, self.opt_d, self.device = cfg, g, d, opt_g, opt_d, device
         self.loss: Loss = LOSSES[cfg.loss]
         self.dtype = resolve_precision(cfg.precision, device)
         self.num_classes = int(getattr(g, "num_classes", 0))
         self.aux_classes = int(getattr(d, "aux_classes", 0))
         self.augment = parse_augment_policy(cfg.augment)
+        self.ada = ada if ada is not None else ada_for_config(cfg, device)
         to_channels_last(g, cfg.channels_last)
         to_channels_last(d, cfg.channels_last)
         # --- several processes (gankit.distributed): one of N replicas, nets wrapped in DDP ---
@@ -83,11 +88,13 @@ class GANStep:
 
     def _d(self, x: Tensor, y: Tensor | None, noise_sigma: float, call=None) -> tuple[Tensor, Tensor | None]:
         """D's logits (and an ACGAN D's class logits), float32, through `call` (default: D's own
-        step's). DiffAugment first (both real and
+        step's). DiffAugment or ADA first (both real and
         fake pass through it, so D never learns the augmentations as a tell), then instance noise
         (Sønderby et al.), which blurs both distributions early."""
         if self.augment:
             x = diff_augment(x, self.augment)
+        if self.ada is not None:
+            x = self.ada(x)
         if noise_sigma > 0:
             x = x + noise_sigma * torch.randn_like(x)
         if self.cfg.channels_last and x.dim() == 4:
@@ -132,6 +139,8 @@ class GANStep:
             g_loss = self.update_g(fake, fake_y, noise_sigma, stats)
         else:
             g_loss = self.update_g(None, None, noise_sigma, stats)
+        if self.ada is not None:
+            self.ada.end_step()
         return d_loss, g_loss
 
     def update_d(self, real: Tensor, real_y: Tensor | None, noise_sigma: float, stats: dict, *,
@@ -192,7 +201,10 @@ class GANStep:
             stats["d_acc_fake"] += (f <= self.loss.threshold).float().mean()
             # ADA's overfitting heuristic r_t = E[sign(D(x_real))]: near 1 when D is sure of every
             # training image, ~0 when it cannot tell (Karras et al. 2020 aim for 0.6).
-            stats["d_sign_real"] += torch.sign(r - self.loss.threshold).mean()
+            sign_real = torch.sign(r - self.loss.threshold).mean()
+            stats["d_sign_real"] += sign_real
+            if self.ada is not None:
+                self.ada.observe(sign_real, n * self.replica.world_size)
             if class_loss is not None:
                 stats["d_class_loss"] += class_loss.detach()
             stats["d_updates"] += 1

@@ -29,6 +29,7 @@ TRAIN_TAGS = {
     "g_grad_norm": "health/g_grad_norm",
     "d_grad_norm": "health/d_grad_norm",
     "grid_diversity": "health/grid_diversity",
+    "ada_p": "augment/ada_p",
     "lr_g": "lr/g",
     "lr_d": "lr/d",
     "images_per_s": "speed/images_per_s",

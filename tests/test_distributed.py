@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import socket
@@ -436,3 +437,17 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step_and_a_two_pro
         reap(resumed)
     a, b = weights(straight), weights(run)
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+@pytest.mark.slow
+def test_ada_moves_p_by_the_r_t_of_every_process(tmp_path, env):
+    # Each rank augments its own images, so its own r_t differs; p follows their mean, which the log
+    # line (one step, one D update) shows as d_sign_real, so every rank keeps the same p.
+    target, length = 0.3, 64
+    run = torchrun(tmp_path / "ada", env, "--batch-size", "8", *NO_BN, *LIGHT, "--steps", "6", "--log-every", "1",
+                   "--ada", "default", "--ada-interval", "1", "--ada-length", str(length), "--ada-target", str(target))
+    p = 0.0
+    for record in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()):
+        step_up = math.copysign(2 * 8 / length, record["d_sign_real"] - target)  # the global batch's images
+        p = min(1.0, max(0.0, p + step_up))
+        assert record["ada_p"] == pytest.approx(p, abs=1e-6), record
