@@ -19,8 +19,8 @@ every branch starts at zero, so each block starts as the identity and each net a
 trunk, and the first conv is scaled by L^-1/2 for L blocks (Fixup's L^(-1/(2m-2)) for m = 2
 convs; R3GAN's three-layer branches give L^-1/4). The branches then grow from zero as they learn.
 
-Channels: `width` / 4 at the full-size stage, doubling each time the side halves, capped at
-4 * width (32 px at width 64: 128, 64, 32, 16 channels at 4, 8, 16, 32 px). The 3x3 convs of every
+Channels: `width` / 4 at the full-size stage, doubling each time the side halves (32 px at width
+64: 128, 64, 32, 16 channels at 4, 8, 16, 32 px; 64 px reaches 4 * width at 4 px). The 3x3 convs of every
 stage then cost the same (channels^2 x pixels), and the pair costs about what `dcgan` does at the
 same width; twice the width is four times the arithmetic.
 
@@ -50,13 +50,12 @@ LAYOUTS: dict[int, tuple[int, int]] = {
 }
 LEAKY_SLOPE = 0.2  # R3GAN's activation
 FULL_SIZE_DIVISOR = 4  # width / 4 channels at the full-size stage: dcgan's cost at the same --width
-MAX_CHANNELS_PER_WIDTH = 4  # channels stop doubling at 4 * width
 
 
 def stage_channels(width: int, doublings: int) -> list[int]:
     """Channels of each stage from G's first (smallest side) to the full-size one."""
     top = max(1, width // FULL_SIZE_DIVISOR)
-    return [min(MAX_CHANNELS_PER_WIDTH * width, top * 2 ** (doublings - i)) for i in range(doublings + 1)]
+    return [top * 2 ** (doublings - i) for i in range(doublings + 1)]
 
 
 class ResidualBlock(nn.Module):
