@@ -175,7 +175,8 @@ class PlainLoop:
             fake = self._call(g, self._z(cfg.batch_size), fake_y)
         self.opt_g.zero_grad()
         logits, cls = self._judge(fake, fake_y)
-        g_loss = loss.g_loss(logits) + w * cls
+        real_logits = self._judge(real, real_y)[0] if loss.relativistic else None  # RpGAN pairs fakes with reals
+        g_loss = loss.generator_loss(logits, real_logits) + w * cls
         g_loss.backward()
         self.opt_g.step()
         g_loss = g_loss.item()

@@ -16,7 +16,7 @@ from typing import Any
 
 from gankit.errors import UserError
 
-LOSSES = ("bce", "minimax", "lsgan", "wgan-gp", "hinge")
+LOSSES = ("bce", "minimax", "lsgan", "wgan-gp", "hinge", "rpgan")
 CONDITIONINGS = ("none", "projection", "acgan", "auto")
 LATENT_DISTS = ("normal", "uniform")
 LR_DECAYS = ("none", "keras-time", "linear")
@@ -49,7 +49,7 @@ class Config:
     data_placement: str = "auto"  # where the training set lives: "device", "host" (pinned RAM), "mmap" (the prepared file), or "auto" by size
 
     # --- networks ---
-    arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan, resnet (gankit.nets.ARCHS)
+    arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan, resnet, r3gan (gankit.nets.ARCHS)
     latent_dim: int = 100  # length of G's noise vector z (seed 002: 128, seed 003: 96)
     latent_dist: str = "normal"  # "normal" N(0,1) or "uniform" U(-1,1) (seed 004 draws uniform noise)
     g_widths: tuple[int, ...] = ()  # MLP hidden widths of G; () = the architecture's default
@@ -64,7 +64,7 @@ class Config:
     conditioning: str = "none"  # labelled data: "projection" (class-conditional G, projection D), "acgan", or "auto": projection when the data has labels
 
     # --- loss and tricks ---
-    loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp", "hinge" (SNGAN)
+    loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp", "hinge" (SNGAN), "rpgan" (relativistic pairs, R3GAN)
     gp_weight: float = 10.0  # WGAN-GP penalty weight (Gulrajani et al. use 10)
     real_label: float = 1.0  # D's target for real images; 0.98 = seed 002's smoothing (one-sided if fake stays 0)
     fake_label: float = 0.0  # D's target for fakes; 0.02 makes seed 002's smoothing two-sided
@@ -73,7 +73,8 @@ class Config:
     d_steps: int = 1  # D updates per G update (WGAN-GP uses 5)
     d_split_update: bool = False  # update D on the real and the fake batch separately, as Keras' train_on_batch twice (seed 000)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma/2 E|grad D(x)|^2 (Mescheder et al. 2018); 0 = off
-    r1_every: int = 16  # lazy R1 (StyleGAN2): every k-th D update, scaled by k
+    r2_gamma: float = 0.0  # R2 penalty on G's images, gamma/2 E|grad D(G(z))|^2; R3GAN sets it equal to --r1-gamma; 0 = off
+    r1_every: int = 16  # lazy R1 and R2 (StyleGAN2): every k-th D update, scaled by k
     augment: str = "none"  # DiffAugment ops on every image D sees, real and fake: color,translation,cutout
     ada: str = "none"  # StyleGAN2-ADA's adaptive augmentation of D's inputs: "default", or a comma list of xflip,rot90,translation,scale,brightness,contrast,hue,saturation,cutout
     ada_p: float | None = None  # ADA: hold the augmentation probability at this value; none = adapt it from 0
@@ -279,13 +280,18 @@ def validate(cfg: Config) -> Config:
     _check(cfg.conditioning in CONDITIONINGS, "conditioning", f"must be one of {', '.join(CONDITIONINGS)}")
     _check(cfg.holdout >= 0, "holdout", "is a number of images, >= 0 (0 = set none aside)")
     _check(cfg.r1_gamma >= 0, "r1_gamma", "must be >= 0 (0 turns R1 off)")
+    _check(cfg.r2_gamma >= 0, "r2_gamma", "must be >= 0 (0 turns R2 off)")
     _check(cfg.r1_every >= 1, "r1_every", "must be at least 1")
     _check(cfg.acgan_weight >= 0, "acgan_weight", "must be >= 0")
     _check(cfg.ema_half_life >= 0, "ema_half_life", "is a number of images, >= 0 (0 turns EMA off)")
     _check(cfg.ema_rampup is None or cfg.ema_rampup > 0, "ema_rampup", "must be positive (or none)")
-    _check(not (cfg.d_split_update and (cfg.r1_gamma > 0 or cfg.conditioning == "acgan" or cfg.loss == "wgan-gp")),
-           "d_split_update", "Keras' two half-updates of D leave no place for --r1-gamma, WGAN-GP's penalty or "
-           "ACGAN's class loss; drop --d-split-update (or those)")
+    _check(not (cfg.d_split_update and (cfg.r1_gamma > 0 or cfg.r2_gamma > 0 or cfg.conditioning == "acgan"
+                                        or cfg.loss == "wgan-gp")),
+           "d_split_update", "Keras' two half-updates of D leave no place for --r1-gamma, --r2-gamma, WGAN-GP's "
+           "penalty or ACGAN's class loss; drop --d-split-update (or those)")
+    _check(not (cfg.d_split_update and cfg.loss == "rpgan"), "d_split_update",
+           "--loss rpgan judges each real image against a fake in one term, which Keras' two half-updates of D "
+           "(one on reals, one on fakes) cannot split; drop --d-split-update or choose another --loss")
     from gankit.augment import parse_augment_policy
     parse_augment_policy(cfg.augment)  # raises UserError naming --augment
     _check_ada(cfg)

@@ -18,7 +18,7 @@ from gankit.ada import AdaptiveAugment, ada_for_config
 from gankit.augment import diff_augment, parse_augment_policy
 from gankit.config import Config
 from gankit.distributed import Replica
-from gankit.losses import LOSSES, Loss, gradient_penalty, r1_penalty
+from gankit.losses import LOSSES, Loss, gradient_penalty, squared_gradient_norms, zero_centred_penalty
 from gankit.models import sample_latent
 from gankit.speed import autocast, compiled, has_batchnorm, resolve_precision, to_channels_last, warn_stderr
 
@@ -32,7 +32,8 @@ class GANStep:
 
     A real batch is (images, labels); labels matter only to a class-conditional G/D, whose fakes
     get labels drawn uniformly. D's regularisers: the loss's own gradient penalty (WGAN-GP), lazy
-    R1 on reals, DiffAugment or ADA on everything D sees, ACGAN's class loss.
+    R1 on reals and R2 on fakes, DiffAugment or ADA on everything D sees, ACGAN's class loss. A
+    relativistic loss (RpGAN) judges each fake against a real image, in G's step too.
 
     `ada`: the run's AdaptiveAugment (TrainingState keeps it, as it is checkpointed); with --ada on
     and none given, one of ADA's own speed is made here.
@@ -127,27 +128,32 @@ class GANStep:
     def __call__(self, real_batches: list[tuple[Tensor, Tensor | None]], noise_sigma: float, stats: dict,
                  step: int = 0) -> tuple[Tensor, Tensor]:
         """One step on `d_steps` real batches (float images in [-1, 1], labels or None); `step`
-        is the index of this step (lazy R1 runs when step * d_steps + i is a multiple of
+        is the index of this step (lazy R1 and R2 run when step * d_steps + i is a multiple of
         r1_every). Returns (D loss, G loss), detached."""
+        cfg = self.cfg
         fake = fake_y = None
+        penalised = cfg.r1_gamma > 0 or cfg.r2_gamma > 0
         for i, (real, real_y) in enumerate(real_batches):
-            keep_graph = self.cfg.reuse_fakes and i == len(real_batches) - 1
-            with_r1 = self.cfg.r1_gamma > 0 and (step * len(real_batches) + i) % self.cfg.r1_every == 0
+            keep_graph = cfg.reuse_fakes and i == len(real_batches) - 1
+            with_penalties = penalised and (step * len(real_batches) + i) % cfg.r1_every == 0
             d_loss, fake, fake_y = self.update_d(real, real_y, noise_sigma, stats, keep_graph=keep_graph,
-                                                 with_r1=with_r1)
-        if self.cfg.reuse_fakes:
-            g_loss = self.update_g(fake, fake_y, noise_sigma, stats)
+                                                 with_penalties=with_penalties)
+        # A relativistic loss pairs G's fakes with the reals of D's last update.
+        real, real_y = real_batches[-1] if self.loss.relativistic else (None, None)
+        if cfg.reuse_fakes:
+            g_loss = self.update_g(fake, fake_y, noise_sigma, stats, real=real, real_y=real_y)
         else:
-            g_loss = self.update_g(None, None, noise_sigma, stats)
+            g_loss = self.update_g(None, None, noise_sigma, stats, real=real, real_y=real_y)
         if self.ada is not None:
             self.ada.end_step()
         return d_loss, g_loss
 
     def update_d(self, real: Tensor, real_y: Tensor | None, noise_sigma: float, stats: dict, *,
-                 keep_graph: bool = False, with_r1: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(1) update D: real images towards "real", G's images towards "fake". Returns D's loss,
-        the fakes (still attached to G's graph when `keep_graph`, for G's step to reuse) and
-        their labels."""
+                 keep_graph: bool = False, with_penalties: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(1) update D: real images towards "real", G's images towards "fake". `with_penalties`:
+        this update carries the lazy R1 (reals) and R2 (fakes) penalties whose gamma is above 0.
+        Returns D's loss, the fakes (still attached to G's graph when `keep_graph`, for G's step
+        to reuse) and their labels."""
         cfg, n = self.cfg, real.shape[0]
         fake_y = self.fake_labels(n)
         if keep_graph:
@@ -156,8 +162,8 @@ class GANStep:
             with torch.no_grad():
                 fake = self._g(self.latent(n), fake_y)
         fake_in = fake.detach()
-        if with_r1:
-            real = real.detach().requires_grad_(True)
+        with_r1 = with_penalties and cfg.r1_gamma > 0
+        with_r2 = with_penalties and cfg.r2_gamma > 0
         real_t, fake_t = self._targets(n)
         class_loss = None
         if cfg.d_split_update:
@@ -172,20 +178,35 @@ class GANStep:
         else:
             if self.joint_d:
                 both_y = None if real_y is None or fake_y is None else torch.cat([real_y, fake_y])
-                logits, class_logits = self._d(torch.cat([real, fake_in]), both_y, noise_sigma)
+                # The joined batch is a leaf (neither half requires grad): the penalties' gradients are
+                # taken w.r.t. it, so one backward pass gives every real and fake image its own.
+                both = torch.cat([real, fake_in]).detach().requires_grad_(with_r1 or with_r2)
+                logits, class_logits = self._d(both, both_y, noise_sigma)
                 real_logits, fake_logits = logits.split(n)
                 real_cls, fake_cls = class_logits.split(n) if class_logits is not None else (None, None)
+                if with_r1 or with_r2:
+                    norms = squared_gradient_norms(logits, both)
+                    r1, r2 = norms[:n].mean(), norms[n:].mean()
             else:
+                if with_r1:
+                    real = real.detach().requires_grad_(True)
+                if with_r2:
+                    fake_in = fake_in.requires_grad_(True)  # a leaf: detach() cut it from G's graph
                 real_logits, real_cls = self._d(real, real_y, noise_sigma)
                 fake_logits, fake_cls = self._d(fake_in, fake_y, noise_sigma)
+                r1 = zero_centred_penalty(real_logits, real) if with_r1 else 0.0
+                r2 = zero_centred_penalty(fake_logits, fake_in) if with_r2 else 0.0
             loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t)
             total = loss
             if self.loss.gradient_penalty:
                 total = total + cfg.gp_weight * gradient_penalty(lambda x: self._d(x, real_y, 0.0)[0], real, fake_in)
-            if with_r1:
-                # Lazy regularisation: gamma/2 * E|grad D|^2, applied every r1_every-th update,
-                # so scaled by r1_every to keep its average strength (StyleGAN2, appendix B).
-                total = total + (cfg.r1_gamma / 2) * cfg.r1_every * r1_penalty(real_logits, real)
+            if with_r1 or with_r2:
+                # Lazy regularisation: gamma/2 * E|grad D|^2 (R1 on reals, R2 on fakes), applied every
+                # r1_every-th update, so scaled by r1_every to keep its average strength (StyleGAN2, appendix B).
+                if with_r1:
+                    total = total + cfg.r1_every * (cfg.r1_gamma / 2) * r1
+                if with_r2:
+                    total = total + cfg.r1_every * (cfg.r2_gamma / 2) * r2
             if real_cls is not None:
                 class_loss = F.cross_entropy(real_cls, real_y) + F.cross_entropy(fake_cls, fake_y)
                 total = total + cfg.acgan_weight * class_loss
@@ -210,15 +231,35 @@ class GANStep:
             stats["d_updates"] += 1
         return loss.detach(), fake, fake_y
 
-    def update_g(self, fake: Tensor | None, fake_y: Tensor | None, noise_sigma: float, stats: dict) -> Tensor:
-        """(2) update G: make D call G's images real. D's weights get no gradients here."""
+    def update_g(self, fake: Tensor | None, fake_y: Tensor | None, noise_sigma: float, stats: dict, *,
+                 real: Tensor | None = None, real_y: Tensor | None = None) -> Tensor:
+        """(2) update G: make D call G's images real. D's weights get no gradients here.
+
+        A relativistic loss judges the i-th fake against the i-th image of `real` (labels
+        `real_y`), which it needs; other losses ignore it."""
+        relativistic = self.loss.relativistic
+        if relativistic and real is None:
+            raise ValueError(f"--loss {self.loss.name} pairs G's images with real ones: pass update_g a real batch")
         if fake is None:
-            fake_y = self.fake_labels(self.replica.batch)
-            fake = self._g(self.latent(self.replica.batch), fake_y)
+            n = real.shape[0] if relativistic else self.replica.batch
+            fake_y = self.fake_labels(n)
+            fake = self._g(self.latent(n), fake_y)
         self.d.requires_grad_(False)
         try:
-            logits, class_logits = self._d(fake, fake_y, noise_sigma, self.d_frozen_call)
-            loss = self.loss.g_loss(logits)
+            real_logits = None
+            if not relativistic:
+                logits, class_logits = self._d(fake, fake_y, noise_sigma, self.d_frozen_call)
+            elif self.joint_d:
+                n = real.shape[0]
+                both_y = None if real_y is None or fake_y is None else torch.cat([real_y, fake_y])
+                both_logits, both_cls = self._d(torch.cat([real.detach(), fake]), both_y, noise_sigma,
+                                                self.d_frozen_call)
+                real_logits, logits = both_logits.split(n)
+                class_logits = None if both_cls is None else both_cls[n:]
+            else:
+                real_logits, _ = self._d(real.detach(), real_y, noise_sigma, self.d_frozen_call)
+                logits, class_logits = self._d(fake, fake_y, noise_sigma, self.d_frozen_call)
+            loss = self.loss.generator_loss(logits, real_logits)
             total = loss if class_logits is None else loss + self.cfg.acgan_weight * F.cross_entropy(class_logits, fake_y)
             self._apply(self.opt_g, total)
         finally:

@@ -4,7 +4,8 @@
     G, D = build(NetSpec("dcgan", (3, 64, 64), width=64))
 
 Families: mlp.py (seeds 000-002), dcgan_small.py (seed 004), infogan.py (seed 003),
-dcgan.py (Radford et al.) and resnet.py (SNGAN, Miyato et al.). registry.py holds the table and
+dcgan.py (Radford et al.), resnet.py (SNGAN, Miyato et al.) and r3gan.py (Huang et al. 2024,
+no normalisation). registry.py holds the table and
 `build`; spec.py the NetSpec and its checks; init.py the weight-init schemes; layers.py the
 pieces the families share; spectral.py spectral normalisation; conditional.py class conditioning.
 Every G ends in tanh; every D returns raw logits [N] (the sigmoid lives in the loss), except an

@@ -7,7 +7,7 @@ from typing import Callable, NamedTuple
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.nets import conditional, dcgan, dcgan_small, infogan, mlp, resnet
+from gankit.nets import conditional, dcgan, dcgan_small, infogan, mlp, r3gan, resnet
 from gankit.nets.init import init_weights
 from gankit.nets.spec import NetSpec, validate_spec
 from gankit.nets.spectral import apply_spectral_norm
@@ -15,7 +15,7 @@ from gankit.nets.spectral import apply_spectral_norm
 
 class ArchEntry(NamedTuple):
     """One network family: how to build it, what it is, its own init, which image sizes it takes,
-    and whether its builder makes class-conditional nets itself."""
+    whether its builder makes class-conditional nets itself, and what it must set after any init."""
 
     builder: Callable[[NetSpec], tuple[nn.Module, nn.Module]]
     description: str
@@ -24,6 +24,9 @@ class ArchEntry(NamedTuple):
     # True: the builder honours NetSpec.conditioning itself. False: it builds unconditional flat
     # nets and `build` makes them conditional with gankit/nets/conditional.py's wrappers.
     own_conditioning: bool = False
+    # (G, D, spec) -> None, run after the init scheme, before spectral normalisation: weights the
+    # family needs whatever --init says (r3gan: residual branches that start at zero).
+    after_init: Callable[[nn.Module, nn.Module, NetSpec], None] | None = None
 
 
 ARCHS: dict[str, ArchEntry] = {
@@ -37,6 +40,9 @@ ARCHS: dict[str, ArchEntry] = {
                        "square, 4*2^k or 7*2^k px", "dcgan", dcgan.check_shape),
     "resnet": ArchEntry(resnet.build, "ResNet of SNGAN (Miyato et al.; SNGAN is it with "
                         "--spectral-norm); square 28, 32 or 64 px", "keras", resnet.check_shape, own_conditioning=True),
+    "r3gan": ArchEntry(r3gan.build, "residual G and D without normalisation, branches starting at zero "
+                       "(R3GAN, Huang et al. 2024; train with --loss rpgan); square 28, 32 or 64 px", "keras",
+                       r3gan.check_shape, after_init=r3gan.after_init),
 }
 
 
@@ -75,6 +81,8 @@ def build(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     for net in (g, d):
         init_weights(net, scheme)
         net.arch = spec.arch
+    if entry.after_init is not None:
+        entry.after_init(g, d, spec)
     if spec.spectral_norm:
         # After the init: re-initialising a normalised weight would write into a computed copy.
         apply_spectral_norm(d)

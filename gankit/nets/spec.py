@@ -17,7 +17,7 @@ class NetSpec:
     """What to build: the arch, the image shape and the knobs the tutorial presets turn.
 
     Fields the arch does not use are ignored (`width` by `mlp`; `g_widths`, `d_widths` and
-    `g_batchnorm` by the conv families; `d_dropout` by `resnet`), so a preset's MLP widths do
+    `g_batchnorm` by the conv families; `d_dropout` by `resnet` and `r3gan`), so a preset's MLP widths do
     not stop `--arch dcgan`.
 
     Class-conditional nets: `conditioning` other than "none" with `num_classes` >= 1 makes G
