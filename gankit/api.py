@@ -184,7 +184,8 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
     [N, C, H, W] or [N, H, W, C] (floats in [0, 1] or [-1, 1] are accepted), or an .npz/.npy
     file or image folder. dataset: the reference data (default: the run's; required for images).
     metrics: any of fid, kid, pr, coverage, classes, is. extractor: "classifier" (gankit's own,
-    offline, for mnist and fashion-mnist, or the file `evaluator` names) or "inception"
+    offline, for mnist and fashion-mnist, or the file `evaluator` names: a classifier or a
+    self-supervised extractor from `gankit train-evaluator`) or "inception"
     (Inception-v3, for numbers comparable with papers; `inception_weights` is its file).
     reference: "test" (the dataset's test split where it has one) or "train" (its train split, as
     papers score CIFAR-10; the floor is then drawn from the test split).

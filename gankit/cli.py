@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "without labels); its FIDs compare only with FIDs from the same file")
     p.add_argument("--epochs", type=int, default=None, help="classifier: passes over the training images (default 8)")
     p.add_argument("--steps", type=int, default=None,
-                   help="self-supervised: training steps of 128 pictures (default 600)")
+                   help="self-supervised: training steps of 128 pictures (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to look for the dataset's files first")
     p.add_argument("--image-size", type=int, default=None, metavar="S",

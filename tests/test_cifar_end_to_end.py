@@ -64,3 +64,15 @@ def test_cifar10_train_train_evaluator_and_eval_from_the_archive(tmp_path, capsy
     result = json.loads((run / "eval.json").read_text())
     assert result["metrics"]["fid"] > result["floor"]["fid"] >= 0  # 3 steps of training vs real pictures
     assert result["metrics"]["classes_missing"] >= 0
+    # As papers score CIFAR-10: against the training images, the floor from the test images.
+    assert main(["eval", str(run), "--evaluator", str(evaluator), "-n", "50", "--metrics", "fid",
+                 "--reference", "train"]) == 0
+    printed = capsys.readouterr().out
+    assert "50 generated images vs 200 cifar10 train images" in printed
+    assert "real data: 50 cifar10 test images vs the same reference" in printed
+
+
+def test_reference_train_needs_a_test_split(tmp_path, capsys):
+    np.savez(tmp_path / "x.npz", images=np.zeros((4, 28, 28), np.uint8))
+    assert main(["eval", str(tmp_path / "x.npz"), "--dataset", "mnist-5k", "--reference", "train"]) == 2
+    assert "--reference train: mnist-5k has no test split" in capsys.readouterr().err

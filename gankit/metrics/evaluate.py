@@ -86,8 +86,8 @@ def _evaluator_kind(path: str) -> str:
 def _contrastive_extractor(path: str, device: str) -> Extractor:
     from gankit.metrics.contrastive import ContrastiveExtractor
     ext = ContrastiveExtractor.load(path, device=device)
-    scale = (f"FID scale: {ext.name}'s own ({ext.path.name}); compare only with scores from this extractor "
-             "file, never with Inception FIDs from papers")
+    scale = (f"FID scale: its own, set by {ext.path.name} and {ext.dataset}'s pictures; comparable only with "
+             "scores from the same extractor file, never with Inception FIDs from papers")
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"contrastive:{_file_digest(ext.path)}", 0, None, ext,
                      holdout=ext.meta.get("holdout"), scale_note=scale)
 
@@ -194,8 +194,8 @@ class Evaluator:
             protocol["alpha"] = RGBA_NOTE
         skipped = [m for m in self.metrics if m in CLASS_METRICS] if not self.extractor.num_classes else []
         if skipped:
-            protocol["skipped"] = (f"{', '.join(skipped)} skipped: {self.extractor.name} makes no class "
-                                   "predictions (use a classifier --evaluator for them)")
+            protocol["skipped"] = (f"{', '.join(skipped)} skipped: this extractor makes no class predictions "
+                                   "(a classifier --evaluator gives them)")
         if self.extractor.scale_note:
             protocol["scale"] = self.extractor.scale_note
         return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
