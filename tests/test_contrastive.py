@@ -220,3 +220,18 @@ def test_train_evaluator_flag_mistakes_exit_2_and_write_nothing(unlabelled, tmp_
     assert main(["train-evaluator", "--dataset", "mnist-5k", "--out", str(out), "--steps", "2"]) == 2
     assert "--self-supervised" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_self_supervised_on_labelled_pictures_checks_itself_by_nearest_neighbours(tmp_path, capsys):
+    from gankit.data import open_dataset
+
+    digits = open_dataset("mnist-5k")
+    pick = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[:200]
+    np.savez(tmp_path / "digits.npz", images=digits.images[pick].numpy(), labels=digits.labels[pick].numpy())
+    out = tmp_path / "digits-ssl.pt"
+    assert main(["train-evaluator", "--dataset", str(tmp_path / "digits.npz"), "--self-supervised", "--steps", "3",
+                 "--out", str(out), "-q"]) == 0
+    assert "5-NN class accuracy" in capsys.readouterr().out
+    _, meta = load_contrastive(out)
+    assert meta["image_shape"] == [1, 28, 28] and 0 <= meta["quality"]["knn_accuracy"] <= 1
+    assert meta["holdout"]["pictures"] == 200 and meta["quality"]["pictures"] == [160, 40]
