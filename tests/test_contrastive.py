@@ -173,14 +173,14 @@ def unlabelled(tmp_path_factory):
 
 def test_train_evaluator_picks_self_supervised_for_pictures_without_labels(unlabelled, capsys):
     folder, out = unlabelled
-    assert main(["train-evaluator", "--dataset", str(folder), "--out", str(out), "--steps", "6", "-q"]) == 0
+    assert main(["train-evaluator", "--dataset", str(folder), "--out", str(out), "--steps", "3", "-q"]) == 0
     said = capsys.readouterr().out
     assert "no labels" in said and "self-supervised" in said and "quality check: floor FID" in said
     _, meta = load_contrastive(out)
     assert meta["kind"] == "contrastive" and meta["dataset"] == str(folder)
     assert meta["holdout"] == {"fraction": 0.2, "seed": 0, "pictures": 120}
     assert meta["image_size"] == SIDE and meta["fit"] == "crop" and meta["alpha"] == "white"
-    assert "--self-supervised" in meta["command"] and "--steps 6" in meta["command"]
+    assert "--self-supervised" in meta["command"] and "--steps 3" in meta["command"]
     quality = meta["quality"]
     assert 0 <= quality["floor_fid"] < quality["blurred_fid"] and "knn_accuracy" not in quality
 
@@ -188,7 +188,7 @@ def test_train_evaluator_picks_self_supervised_for_pictures_without_labels(unlab
 def test_eval_with_the_contrastive_file_names_it_and_skips_class_metrics(unlabelled, tmp_path, capsys):
     folder, out = unlabelled
     if not out.exists():
-        assert main(["train-evaluator", "--dataset", str(folder), "--out", str(out), "--steps", "6", "-q"]) == 0
+        assert main(["train-evaluator", "--dataset", str(folder), "--out", str(out), "--steps", "3", "-q"]) == 0
     np.savez(tmp_path / "fake.npz", images=stripes(40, 30).permute(0, 2, 3, 1).numpy())
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "fake.npz"), "--dataset", str(folder), "--evaluator", str(out), "-n", "40",
