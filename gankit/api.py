@@ -187,7 +187,7 @@ Images = Union["torch.Tensor", "np.ndarray"]
 def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset: str | None = None, *,
              metrics: Sequence[str] | str = DEFAULT_METRICS, n: int = 10_000, extractor: str = "classifier",
              evaluator: PathLike | None = None, inception_weights: PathLike | None = None, seed: int = 0,
-             device: str = "auto", floor: bool = True, cache: bool = True) -> Scores:
+             device: str = "auto", floor: bool = True, cache: bool = True, reference: str = "test") -> Scores:
     """Score generated images against real data, as `gankit eval` does: FID, KID, precision/recall,
     density/coverage and class coverage, with the real-data floor beside each (`Scores.floor`).
 
@@ -196,8 +196,11 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
     [N, C, H, W] or [N, H, W, C] (floats in [0, 1] or [-1, 1] are accepted), or an .npz/.npy
     file or image folder. dataset: the reference data (default: the run's; required for images).
     metrics: any of fid, kid, pr, coverage, classes, is. extractor: "classifier" (gankit's own,
-    offline, for mnist and fashion-mnist, or the file `evaluator` names) or "inception"
+    offline, for mnist and fashion-mnist, or the file `evaluator` names: a classifier or a
+    self-supervised extractor from `gankit train-evaluator`) or "inception"
     (Inception-v3, for numbers comparable with papers; `inception_weights` is its file).
+    reference: "test" (the dataset's test split where it has one) or "train" (its train split, as
+    papers score CIFAR-10; the floor is then drawn from the test split).
     """
     from gankit.metrics.evaluate import Evaluator, parse_metrics
 
@@ -208,7 +211,8 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
     scorer = Evaluator(dataset, extractor=extractor, metrics=names, n_floor=n,
                        evaluator=str(evaluator) if evaluator else None,
                        inception_weights=str(inception_weights) if inception_weights else None,
-                       device=device if device != "auto" else "cpu", use_cache=cache, with_floor=floor, **data_opts)
+                       device=device if device != "auto" else "cpu", use_cache=cache, with_floor=floor,
+                       reference_split=reference, **data_opts)
     result = scorer.score(images, with_floor=floor)
     result.protocol["scored"] = what
     eval_json = RunDir(run_dir).write_eval(result.to_dict()) if run_dir is not None else None
@@ -248,12 +252,18 @@ def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device
         target = load_generator(path, device=device)
     tg = target
     cfg = tg.cfg
-    data_opts = {"data_dir": cfg.data_dir, "classes": cfg.classes or None, "image_size": cfg.image_size,
-                 "channels": cfg.channels, "fit": cfg.fit, "alpha": cfg.alpha}
+    data_opts = run_data_options(cfg)
     images = tg.images(tg.latent(n, torch.Generator().manual_seed(seed)))
     run_dir = tg.checkpoint.parent.parent if tg.checkpoint.parent.name == "checkpoints" else None
     what = f"{tg.checkpoint} (step {tg.step}{', EMA' if tg.uses_ema else ''})"
     return images, what, dataset or cfg.dataset, data_opts, run_dir
+
+
+def run_data_options(cfg: Config) -> dict[str, Any]:
+    """How a run read its data (data_dir, classes, image_size, channels, fit, alpha): the reference
+    images a run is scored against are read the same way."""
+    return {"data_dir": cfg.data_dir, "classes": cfg.classes or None, "image_size": cfg.image_size,
+            "channels": cfg.channels, "fit": cfg.fit, "alpha": cfg.alpha}
 
 
 def _need_dataset(dataset: str | None, what: str) -> str:

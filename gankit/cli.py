@@ -116,7 +116,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     scores = evaluate(args.target, args.dataset, metrics=args.metrics, n=args.n, extractor=args.extractor,
                       evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
-                      device=args.device, floor=not args.no_floor, cache=not args.no_cache)
+                      device=args.device, floor=not args.no_floor, cache=not args.no_cache, reference=args.reference)
     print(scores.table())
     written = [str(scores.eval_json)] if scores.eval_json is not None else []
     if args.json:
@@ -130,12 +130,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train_evaluator(args: argparse.Namespace) -> int:
     from gankit.metrics.train_evaluator import train_evaluator
 
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.image_size is not None and args.image_size < 1:
         raise UserError(f"--image-size must be a positive number of pixels, got {args.image_size}")
-    train_evaluator(args.dataset, args.out, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
-                    quiet=args.quiet, image_size=args.image_size, fit=args.fit, alpha=args.alpha)
+    train_evaluator(args.dataset, args.out, data_dir=args.data_dir, epochs=args.epochs, steps=args.steps,
+                    self_supervised=args.self_supervised, seed=args.seed, quiet=args.quiet,
+                    image_size=args.image_size, fit=args.fit, alpha=args.alpha)
     return 0
 
 
@@ -292,21 +295,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="reference data (default: the run's dataset; required for bare images)")
     p.add_argument("--extractor", default="classifier", choices=("classifier", "inception"),
                    help="gankit's own classifier (offline, shipped for mnist and fashion-mnist) or Inception-v3")
-    p.add_argument("--evaluator", metavar="FILE", help="a classifier made by `gankit train-evaluator`")
+    p.add_argument("--evaluator", metavar="FILE",
+                   help="a classifier or contrastive extractor made by `gankit train-evaluator`")
     p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
+    p.add_argument("--reference", choices=("test", "train"), default="test",
+                   help="real images to score against: the test split (default) or the train split, as papers "
+                        "score CIFAR-10 (the floor then comes from the test split)")
     p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
     p.add_argument("--no-cache", action="store_true", help="recompute reference features")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated images (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("train-evaluator", help="train the classifier whose features `gankit eval` uses",
-                       description="Train the small CNN whose features and predictions `gankit eval` uses for a "
-                                   "dataset without a shipped one; then: gankit eval ... --evaluator FILE.")
-    p.add_argument("--dataset", required=True, help="a dataset name or path with class labels (`gankit datasets`)")
+    p = sub.add_parser("train-evaluator", help="train the network whose features `gankit eval` uses",
+                       description="Train the small CNN whose features (and predictions) `gankit eval` uses for a "
+                                   "dataset without a shipped one: a classifier for labelled pictures, or a "
+                                   "self-supervised (contrastive) extractor for pictures without labels; then: "
+                                   "gankit eval ... --evaluator FILE.")
+    p.add_argument("--dataset", required=True, help="a dataset name or path (`gankit datasets`)")
     p.add_argument("--out", metavar="FILE", help="where to write it (default: the gankit cache)")
-    p.add_argument("--epochs", type=int, default=8, help="passes over the training images (default 8)")
+    p.add_argument("--self-supervised", action="store_true",
+                   help="train the contrastive extractor, which needs no labels (chosen by itself for pictures "
+                        "without labels); its FIDs compare only with FIDs from the same file")
+    p.add_argument("--epochs", type=int, default=None, help="classifier: passes over the training images (default 8)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="self-supervised: training steps of 128 pictures (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to look for the dataset's files first")
     p.add_argument("--image-size", type=int, default=None, metavar="S",

@@ -76,6 +76,7 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/augment_check.py": "trains twice for 8 minutes (about 17 minutes)",
     "benchmarks/gpu_check.sh": "needs a CUDA GPU and Fashion-MNIST (about 6 minutes on an H200)",
     "benchmarks/own_pictures.py": "decodes 8,121 pictures six times and trains nine times (about 15 minutes)",
+    "benchmarks/extractor_agreement.py": "scores real runs with two evaluator files of one folder, 10,000 images each",
 }
 MAKE_TARGETS = {  # target -> how it is checked
     "demo": "its gankit lines (from `make -n demo`) run made small",
@@ -537,7 +538,10 @@ def plan_train_evaluator(flags: Flags, item: Item, box: Sandbox, capsys, dry_run
     if dataset and not _available(dataset):
         box.notes.append(NO_DATA.format(name=dataset) + " (200 of them)")
     flags.set("--dataset", str(box.labelled_digits()))  # 1 epoch of 10,000 images takes too long here
-    flags.set("--epochs", "1")
+    if flags.has("--self-supervised"):  # it counts steps, not epochs
+        flags.set("--steps", "2")
+    else:
+        flags.set("--epochs", "1")
     box.output_parent(flags.get("--out"))
     expect_ok(gankit_cli(flags.argv + ["-q"], capsys), flags.argv)
     if flags.get("--out"):

@@ -49,6 +49,21 @@ _ALIASES = {"fashionmnist": "fashion-mnist", "mnist5k": "mnist-5k"}
 WIDTHS = (16, 32, 64)
 
 
+def conv_stages(image_shape: tuple[int, int, int]) -> tuple[nn.Sequential, tuple[int, int, int]]:
+    """The convolution body shared by gankit's evaluation networks, and the shape it outputs.
+
+    One stage per entry of ``WIDTHS``: conv3x3 (no bias: BatchNorm's shift makes it redundant),
+    BatchNorm, ReLU, 2x2 max-pool. The module indices are those of the shipped weight files.
+    """
+    c, h, w = image_shape
+    layers: list[nn.Module] = []
+    for width in WIDTHS:
+        layers += [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                   nn.MaxPool2d(2)]
+        c, h, w = width, h // 2, w // 2
+    return nn.Sequential(*layers), (c, h, w)
+
+
 class EvalClassifier(nn.Module):
     """A small CNN for 28-32 px images, grey or RGB.
 
@@ -75,17 +90,7 @@ class EvalClassifier(nn.Module):
         self.image_shape = (c, h, w)
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
-        layers: list[nn.Module] = []
-        for width in WIDTHS:
-            layers += [
-                # No conv bias: BatchNorm's shift makes it redundant.
-                nn.Conv2d(c, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
-            c, h, w = width, h // 2, w // 2
-        self.conv = nn.Sequential(*layers)
+        self.conv, (c, h, w) = conv_stages(self.image_shape)
         self.dense = nn.Sequential(nn.Flatten(), nn.Dropout(0.25), nn.Linear(c * h * w, feature_dim))
         # Not in-place: the ReLU must leave the features it reads unchanged.
         self.head = nn.Sequential(nn.ReLU(), nn.Dropout(0.25), nn.Linear(feature_dim, num_classes))
@@ -262,6 +267,18 @@ def shipped_classifier(dataset: str) -> Path | None:
 # ---------------------------------------------------------------------------------- extractor
 
 
+def network_input(images_uint8: torch.Tensor, image_shape: tuple[int, int, int],
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 images [N, C, H, W] as a network of ``image_shape`` takes them: float in [-1, 1],
+    channels converted (grey repeated, RGB to luma, RGBA composited onto white) and other sizes
+    resized bilinearly (antialiased), aspect not kept."""
+    c, h, w = image_shape
+    x = to_float(convert_channels(images_uint8, c).to(device))
+    if x.shape[-2:] != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
 class ClassifierExtractor:
     """Features and logits of uint8 images from an evaluation classifier.
 
@@ -304,13 +321,9 @@ class ClassifierExtractor:
         images = torch.as_tensor(images_uint8)
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3, 4):
             raise ValueError(f"expected uint8 images [N, 1, 3 or 4, H, W], got {images.dtype} {tuple(images.shape)}")
-        c, h, w = self.model.image_shape
         features, logits = [], []
         for i in range(0, len(images), batch_size):
-            x = convert_channels(images[i : i + batch_size], c).to(self.device)
-            x = to_float(x)
-            if x.shape[-2:] != (h, w):
-                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+            x = network_input(images[i : i + batch_size], self.model.image_shape, self.device)
             f, logit = self.model.features_and_logits(x)
             features.append(f.double().cpu().numpy())
             logits.append(logit.double().cpu().numpy())

@@ -21,6 +21,7 @@ from gankit.metrics.reference import Features, RealSet, cached_features, referen
 
 METRICS = EVAL_METRICS
 DEFAULT_METRICS = ("fid", "kid", "pr", "coverage", "classes")
+CLASS_METRICS = ("classes", "is")  # need an extractor's class predictions
 # Both extractors take grey or RGB only; what they do to RGBA (--alpha keep) goes in the protocol,
 # because scores of composited pictures are not scores of the alpha channel.
 RGBA_NOTE = "RGBA images (generated and real) composited onto white before feature extraction"
@@ -35,6 +36,11 @@ class Extractor:
     num_classes: int
     class_names: list[str] | None
     run: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
+    # An extractor trained on part of the dataset names the split it held out (holdout.holdout_meta):
+    # the floor is then taken from those pictures, which it never saw, as it never saw generated ones.
+    holdout: dict | None = None
+    # Where the FID scale is the extractor file's own, a line that says so under the table.
+    scale_note: str | None = None
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         return self.run(images)
@@ -59,10 +65,31 @@ def make_extractor(kind: str, dataset: str, *, evaluator: str | None = None, inc
                          ext.num_classes, None, ext)
     if kind != "classifier":
         raise UserError(f"--extractor: unknown extractor {kind!r}; choose classifier or inception")
+    if evaluator and _evaluator_kind(evaluator) == "contrastive":
+        return _contrastive_extractor(evaluator, device)
     from gankit.metrics.classifier import ClassifierExtractor
     ext = ClassifierExtractor(evaluator or dataset, device=device)
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(ext.path)}", ext.num_classes,
                      ext.class_names, ext)
+
+
+def _evaluator_kind(path: str) -> str:
+    """The kind an --evaluator file's meta records ("classifier" for files from before kinds, and
+    for anything unreadable: the classifier's loader then words the error)."""
+    try:
+        state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+        return str(state["meta"].get("kind", "classifier"))
+    except Exception:  # noqa: BLE001 - missing, foreign or corrupt: reported by the loader
+        return "classifier"
+
+
+def _contrastive_extractor(path: str, device: str) -> Extractor:
+    from gankit.metrics.contrastive import ContrastiveExtractor
+    ext = ContrastiveExtractor.load(path, device=device)
+    scale = (f"FID scale: its own, set by {ext.path.name} and {ext.dataset}'s pictures; comparable only with "
+             "scores from the same extractor file, never with Inception FIDs from papers")
+    return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"contrastive:{_file_digest(ext.path)}", 0, None, ext,
+                     holdout=ext.meta.get("holdout"), scale_note=scale)
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -113,13 +140,14 @@ class Evaluator:
                  n_reference: int | None = None, n_floor: int = 10_000, data_dir=None, classes=None,
                  image_size=None, channels=None, fit: str = "crop", alpha: str = "white", evaluator: str | None = None,
                  inception_weights: str | None = None, device: str = "cpu", use_cache: bool = True,
-                 with_floor: bool = True):
+                 with_floor: bool = True, reference_split: str = "test"):
         self.metrics = metrics
         self.extractor = make_extractor(extractor, dataset, evaluator=evaluator, inception_weights=inception_weights,
                                         device=device)
         ref, floor = reference_and_floor(dataset, n_reference=n_reference, n_floor=n_floor, data_dir=data_dir,
                                          classes=list(classes) if classes else None, image_size=image_size,
-                                         channels=channels, fit=fit, alpha=alpha)
+                                         channels=channels, fit=fit, alpha=alpha, holdout=self.extractor.holdout,
+                                         reference_split=reference_split)
         key = {"dataset": dataset, "classes": list(classes or []), "image_size": image_size, "channels": channels}
         # fit and alpha join the key only where they are not the defaults, so that reference
         # features cached before they were options keep their keys.
@@ -127,6 +155,8 @@ class Evaluator:
             key["fit"] = fit
         if alpha != "white":
             key["alpha"] = alpha
+        if reference_split != "test":
+            key["reference_split"] = reference_split
         self.reference = cached_features(ref, self.extractor, {**key, "role": "reference"}, use_cache)
         # A model of RGBA data makes RGBA images, so RGBA real data marks the generated ones too
         # (score_features sees features only).
@@ -162,6 +192,12 @@ class Evaluator:
                     "metrics": list(self.metrics)}
         if rgba or self.rgba:
             protocol["alpha"] = RGBA_NOTE
+        skipped = [m for m in self.metrics if m in CLASS_METRICS] if not self.extractor.num_classes else []
+        if skipped:
+            protocol["skipped"] = (f"{', '.join(skipped)} skipped: this extractor makes no class predictions "
+                                   "(a classifier --evaluator gives them)")
+        if self.extractor.scale_note:
+            protocol["scale"] = self.extractor.scale_note
         return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
 
 
@@ -184,6 +220,7 @@ def format_table(ev: Evaluation) -> str:
     lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images vs {p['reference']}")
     if p.get("floor"):
         lines.append(f"real data: {p['floor']} vs the same reference")
-    if p.get("alpha"):
-        lines.append(p["alpha"])
+    for note in ("alpha", "skipped", "scale"):
+        if p.get(note):
+            lines.append(p[note])
     return "\n".join(lines)

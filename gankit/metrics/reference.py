@@ -20,6 +20,7 @@ import torch
 from gankit.atomic import atomic_write
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
+from gankit.metrics.holdout import holdout_indices
 
 
 def cache_dir() -> Path:
@@ -60,23 +61,43 @@ def _subset(data: ImageSet, n: int | None, seed: int, exclude: torch.Tensor | No
 
 def reference_and_floor(dataset: str, *, n_reference: int | None, n_floor: int, data_dir=None,
                         classes=None, image_size=None, channels=None, fit: str = "crop",
-                        alpha: str = "white") -> tuple[RealSet, RealSet]:
+                        alpha: str = "white", holdout: dict | None = None,
+                        reference_split: str = "test") -> tuple[RealSet, RealSet]:
     """The reference set (the test split) and the floor set (real images that are not the reference:
     a train subset; for a source without a test split, the two are disjoint random parts of it).
-    `fit` and `alpha` decode pictures as the run being scored was trained on them."""
+    `fit` and `alpha` decode pictures as the run being scored was trained on them.
+
+    `reference_split` "train" swaps the roles where there is a test split: the reference is the
+    train split (papers' FID on CIFAR-10: 50,000 samples against the 50,000 training images) and
+    the floor a part of the test split.
+
+    `holdout`: the split an extractor trained on part of the train split held out (its file's meta,
+    `holdout.holdout_meta`). The floor then comes from the held-out pictures, and the reference
+    from the test split or, without one, from the pictures the extractor trained on."""
     opts = dict(data_dir=data_dir, classes=classes, image_size=image_size, channels=channels, fit=fit, alpha=alpha)
     train = open_dataset(dataset, split="train", **opts)
     try:
         test = open_dataset(dataset, split="test", **opts)
     except UserError:  # no test split (mnist-5k, folders, arrays): split the one set in two
         test = None
+    if reference_split not in ("train", "test"):
+        raise ValueError(f"reference_split must be train or test, got {reference_split!r}")
+    if reference_split == "train" and test is None:
+        raise UserError(f"--reference train: {dataset} has no test split, so its reference is already a part of "
+                        "its only set of images; drop --reference")
+    if holdout is not None and int(holdout.get("pictures", -1)) == len(train):
+        return _holdout_reference_and_floor(train, None if reference_split == "train" else test, holdout,
+                                            n_reference, n_floor)
+    if reference_split == "train":
+        train, test = test, train  # the train split is drawn as the reference, the test split as the floor
     if test is not None:
         ref_idx = _subset(test, n_reference, seed=1)
         floor_idx = _subset(train, n_floor, seed=2)
+        ref_what, floor_what = ("train", "test") if reference_split == "train" else ("test", "train")
         ref = RealSet(test.images[ref_idx], None if test.labels is None else test.labels[ref_idx],
-                      f"{len(ref_idx):,} {test.name} test images")
+                      f"{len(ref_idx):,} {test.name} {ref_what} images")
         floor = RealSet(train.images[floor_idx], None if train.labels is None else train.labels[floor_idx],
-                        f"{len(floor_idx):,} {train.name} train images")
+                        f"{len(floor_idx):,} {train.name} {floor_what} images")
         return ref, floor
     half = len(train) // 2
     ref_idx = _subset(train, min(n_reference or half, half), seed=1)
@@ -86,6 +107,24 @@ def reference_and_floor(dataset: str, *, n_reference: int | None, n_floor: int, 
                   f"{len(ref_idx):,} {train.name} images (it has no test split: a fixed random part)")
     floor = RealSet(train.images[floor_idx], None if labels is None else labels[floor_idx],
                     f"{len(floor_idx):,} other {train.name} images")
+    return ref, floor
+
+
+def _holdout_reference_and_floor(train: ImageSet, test: ImageSet | None, holdout: dict, n_reference: int | None,
+                                 n_floor: int) -> tuple[RealSet, RealSet]:
+    """`reference_and_floor` for an extractor that held out part of `train` (see there)."""
+    kept, held = holdout_indices(len(train), float(holdout["fraction"]), int(holdout["seed"]))
+    floor_idx = _subset(train, n_floor, seed=2, exclude=kept)
+    floor = RealSet(train.images[floor_idx], None if train.labels is None else train.labels[floor_idx],
+                    f"{len(floor_idx):,} {train.name} images held out from the extractor's training")
+    if test is not None:
+        ref_idx = _subset(test, n_reference, seed=1)
+        ref = RealSet(test.images[ref_idx], None if test.labels is None else test.labels[ref_idx],
+                      f"{len(ref_idx):,} {test.name} test images")
+        return ref, floor
+    pick = _subset(train, n_reference, seed=1, exclude=held)
+    ref = RealSet(train.images[pick], None if train.labels is None else train.labels[pick],
+                  f"{len(pick):,} {train.name} images the extractor trained on (it has no test split)")
     return ref, floor
 
 

@@ -1,8 +1,8 @@
-"""``gankit train-evaluator``: train the evaluation classifier for a dataset and save it."""
+"""``gankit train-evaluator``: train the evaluation classifier for a dataset and save it, or, for
+pictures without labels (or with ``--self-supervised``), the contrastive extractor."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
@@ -14,34 +14,19 @@ import gankit
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
 from gankit.metrics.classifier import load_classifier, save_classifier, train_classifier
+from gankit.metrics.holdout import HOLDOUT_FRACTION, HOLDOUT_SEED, split_holdout
 
-# Share of a single-set source (no test split of its own, e.g. mnist-5k) held out for testing,
-# and the seed of that split. The seed is fixed, not the training seed, so the held-out images
-# are the same whatever seed trains the classifier.
-HOLDOUT_FRACTION = 0.2
-HOLDOUT_SEED = 0
+EPOCHS = 8  # the classifier's passes over its training images
 
 
-def default_output(dataset: str) -> Path:
-    """``$GANKIT_CACHE/weights/<dataset>-classifier.pt``, by default under ``~/.cache/gankit``.
+def default_output(dataset: str, kind: str = "classifier") -> Path:
+    """``$GANKIT_CACHE/weights/<dataset>-<kind>.pt``, by default under ``~/.cache/gankit``.
 
     A dataset given by path is named by its file or folder.
     """
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(dataset).stem or dataset).strip("-.") or "dataset"
     root = os.environ.get("GANKIT_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "gankit") / "weights" / f"{stem}-classifier.pt"
-
-
-def split_holdout(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
-    """A fixed, seeded random split of ``ds`` into (80% train, 20% test)."""
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
-    n_test = max(1, round(len(ds) * HOLDOUT_FRACTION))
-    test_idx, train_idx = order[:n_test].sort().values, order[n_test:].sort().values
-
-    def take(index: torch.Tensor) -> ImageSet:
-        return dataclasses.replace(ds, images=ds.images[index], labels=ds.labels[index])
-
-    return take(train_idx), take(test_idx)
+    return (Path(root) if root else Path.home() / ".cache" / "gankit") / "weights" / f"{stem}-{kind}.pt"
 
 
 def open_train_test(dataset: str, data_dir: str | None = None, **picture_options) -> tuple[ImageSet, ImageSet, str, str]:
@@ -77,24 +62,73 @@ def train_evaluator(
     out: str | Path | None = None,
     *,
     data_dir: str | None = None,
-    epochs: int = 8,
+    epochs: int | None = None,
+    steps: int | None = None,
+    self_supervised: bool = False,
     seed: int = 0,
     quiet: bool = False,
     image_size: int | None = None,
     fit: str = "crop",
     alpha: str = "white",
 ) -> tuple[Path, dict]:
+    """Train the evaluator for ``dataset`` and save it to ``out``; return (path, meta).
+
+    The classifier (``epochs``, default 8) for labelled pictures; the contrastive extractor
+    (``steps``, default ``contrastive.STEPS``) with ``self_supervised`` or, said aloud, for
+    pictures without labels. ``out`` defaults to ``default_output(dataset, kind)``.
+    ``image_size``, ``fit`` and ``alpha`` read the pictures as a run with those flags reads them.
+    Nothing is written before training has finished.
+    """
+    picture_options = {"image_size": image_size, "fit": fit, "alpha": alpha}
+    if not self_supervised:
+        train = open_dataset(dataset, data_dir=data_dir, split="train", **picture_options)
+        if train.labels is not None and steps is not None:
+            raise UserError("--steps counts the self-supervised extractor's training; the classifier trains "
+                            "for --epochs (or add --self-supervised)")
+        if train.labels is None:
+            if epochs is not None:
+                raise UserError(f"{dataset}: the pictures have no labels, so train-evaluator trains the "
+                                "self-supervised extractor, which counts --steps, not --epochs; drop --epochs")
+            print(f"{dataset}: the pictures have no labels, so no classifier can learn them: training the "
+                  "self-supervised (contrastive) extractor instead, as --self-supervised does")
+            self_supervised = True
+    if self_supervised:
+        if epochs is not None:
+            raise UserError("--epochs counts the classifier's training; the self-supervised extractor trains "
+                            "for --steps")
+        return _train_contrastive(dataset, out, data_dir, steps, seed, quiet, picture_options)
+    return _train_classifier(dataset, out, data_dir, EPOCHS if epochs is None else epochs, seed, quiet,
+                             picture_options)
+
+
+def _picture_flags(image_size: int | None, fit: str, alpha: str) -> str:
+    return ((f" --image-size {image_size}" if image_size else "") + (f" --fit {fit}" if fit != "crop" else "")
+            + (f" --alpha {alpha}" if alpha != "white" else ""))
+
+
+def _train_contrastive(dataset: str, out: str | Path | None, data_dir: str | None, steps: int | None, seed: int,
+                       quiet: bool, picture_options: dict) -> tuple[Path, dict]:
+    from gankit.metrics.contrastive import STEPS
+    from gankit.metrics.train_contrastive import train_contrastive_evaluator
+
+    out = Path(out).expanduser() if out is not None else default_output(dataset, "contrastive")
+    steps = STEPS if steps is None else steps
+    train = open_dataset(dataset, data_dir=data_dir, split="train", **picture_options)
+    command = (f"gankit train-evaluator --dataset {dataset} --self-supervised --out {out} --steps {steps} "
+               f"--seed {seed}" + (f" --data-dir {data_dir}" if data_dir else "") + _picture_flags(**picture_options))
+    return train_contrastive_evaluator(train, dataset, out, command=command, steps=steps, seed=seed, quiet=quiet,
+                                       picture_options=picture_options)
+
+
+def _train_classifier(dataset: str, out: str | Path | None, data_dir: str | None, epochs: int, seed: int,
+                      quiet: bool, picture_options: dict) -> tuple[Path, dict]:
     """Train the evaluation classifier on ``dataset``'s train split, test it, save it to ``out``.
 
     A source without a test split (mnist-5k, an image folder, an array file) is split 80/20
-    with a fixed seed; the meta says so. ``out`` defaults to ``default_output(dataset)``.
-    ``image_size``, ``fit`` and ``alpha`` read the pictures as a run with those flags reads them
-    (a folder of many sizes: the size the runs to be scored train at).
-    Prints the test accuracy and where the file went; returns (path, meta).
+    with a fixed seed; the meta says so. Prints the test accuracy and where the file went.
     """
     out = Path(out).expanduser() if out is not None else default_output(dataset)
-    train, test, train_text, test_text = open_train_test(dataset, data_dir, image_size=image_size, fit=fit,
-                                                         alpha=alpha)
+    train, test, train_text, test_text = open_train_test(dataset, data_dir, **picture_options)
     if train.image_shape[0] == 4:  # train_classifier flattens it; the meta says so
         train_text += " (RGBA, composited onto white: the classifier sees RGB)"
     if not quiet:
@@ -115,8 +149,7 @@ def train_evaluator(
         "gankit_version": gankit.__version__,
         "torch_version": str(torch.__version__),
         "command": (f"gankit train-evaluator --dataset {dataset} --out {out} --epochs {epochs} --seed {seed}"
-                    + (f" --image-size {image_size}" if image_size else "")
-                    + (f" --fit {fit}" if fit != "crop" else "") + (f" --alpha {alpha}" if alpha != "white" else "")),
+                    + _picture_flags(**picture_options)),
     }
     save_classifier(model, out, meta)
     # Read back what was written, so the caller gets the meta exactly as the file holds it.
