@@ -25,7 +25,10 @@ with the shipped classifier against its test split.
 With --holdout N each run sets N pictures aside and logs D's accuracy gap between training and
 held-out pictures (`d_heldout_gap`), the sign that D memorises: the table shows its last value.
 
-Writes OUT/colour.json (every run) and, per set and mark, OUT/grids-SET-Mmin.png: each recipe's
+Both extractors score every run; per set, the Spearman rank correlation of their FIDs over the
+runs says whether the self-supervised one ranks generators as the labelled one does.
+
+Writes OUT/colour.json (every run, and that agreement) and, per set and mark, OUT/grids-SET-Mmin.png: each recipe's
 64 samples side by side (seed 0 runs). Finished pieces are skipped on a rerun.
 """
 
@@ -42,6 +45,7 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from extractor_agreement import spearman  # noqa: E402
 from quality_table import last_record, sh, shareable_protocol, summarise  # noqa: E402
 
 NO_LIMIT = ["--images", "10000000000"]
@@ -106,7 +110,7 @@ def grid(run_dir: Path, minutes: float) -> Path:
 
 
 def measure(out: Path, set_name: str, recipe: str, seed: int, marks: list[float], args) -> list[dict]:
-    size = args.image_size
+    size = 28 if set_name == "fashion-mnist" else args.image_size  # Fashion-MNIST trains at its own 28 px
     run_dir = out / "runs" / f"{set_name}-{size}-{recipe}-seed{seed}"
     flags = [*RECIPES[recipe], "--dataset", SETS[set_name][0], "--seed", str(seed)]
     if set_name != "fashion-mnist":
@@ -180,6 +184,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def agreement(rows: list[dict]) -> dict[str, dict]:
+    """Per set: do its two extractors rank the runs (every recipe, seed and mark) alike? The
+    Spearman rank correlation of their FIDs, over the runs both scored."""
+    out = {}
+    for set_name, size in dict.fromkeys((r["set"], r["size"]) for r in rows):
+        both = [r for r in rows if (r["set"], r["size"]) == (set_name, size) and set(EXTRACTORS) <= set(r["scores"])]
+        if len(both) >= 3:
+            fids = {k: [r["scores"][k]["metrics"]["fid"] for r in both] for k in EXTRACTORS}
+            out[f"{set_name}-{size}"] = {"runs": len(both), "spearman": spearman(*fids.values()),
+                                         **{f"fid_{k}": v for k, v in fids.items()}}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="openclipart,tuxpaint")
@@ -212,11 +229,15 @@ def main() -> None:
     rows = [r for r in old if (r["set"], r["size"], r["recipe"], r["seed"], r["minutes"]) not in new] + rows
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch": torch.__version__, "threads": torch.get_num_threads()}
-    results.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    agree = agreement(rows)
+    results.write_text(json.dumps({"machine": machine, "rows": rows, "agreement": agree}, indent=2))
     for set_name, size, minutes in dict.fromkeys((r["set"], r["size"], r["minutes"]) for r in rows):
         side_by_side(out, rows, set_name, size, minutes)
     print(f"\nmachine: {machine}\n")
     print(table(rows))
+    for key, a in agree.items():
+        print(f"{key}: the classifier and the contrastive extractor rank {a['runs']} runs with Spearman "
+              f"rho = {a['spearman']:.3f}")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def test_convert_channels_handles_no_images():
 # ------------------------------------------------------------------ nets
 
 # The smallest side each family takes.
-SIDES = {"mlp": 8, "dcgan-small": 8, "infogan": 16, "dcgan": 16, "resnet": 28}
+SIDES = {"mlp": 8, "dcgan-small": 8, "infogan": 16, "dcgan": 16, "resnet": 28, "r3gan": 28}
 
 
 def test_every_family_is_covered():
