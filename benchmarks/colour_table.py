@@ -62,6 +62,11 @@ RECIPES = {
     "fast": ["--preset", "fast"],
     "colour": ["--preset", "colour"],
     "no-ada": ["--preset", "colour", "--ada", "none"],
+    # candidates for `colour`
+    "fast-ada": ["--preset", "fast", "--ada", "default", "--ada-length", "20000"],
+    "dcgan-ada": ["--preset", "dcgan", "--ada", "default", "--ada-length", "20000"],
+    "dcgan-ada-slow": ["--preset", "dcgan", "--ada", "default", "--ada-length", "500000"],  # ADA's own speed
+    "dcgan-ema": ["--preset", "dcgan", "--ema-half-life", "10000", "--ema-rampup", "0.05"],
 }
 
 EXTRACTORS = ("classifier", "contrastive")
@@ -138,9 +143,13 @@ def measure(out: Path, set_name: str, recipe: str, seed: int, marks: list[float]
     return rows
 
 
-def side_by_side(out: Path, rows: list[dict], set_name: str, size: int, minutes: float) -> Path | None:
-    """The seed-0 grids of every recipe on one set at one mark, captioned, in one PNG."""
-    chosen = [r for r in rows if (r["set"], r["size"], r["minutes"], r["seed"]) == (set_name, size, minutes, 0)]
+def side_by_side(out: Path, rows: list[dict], set_name: str, size: int, minutes: float,
+                 recipes: list[str] | None = None) -> Path | None:
+    """The seed-0 grids of the recipes (every one by default) on one set at one mark, captioned, in
+    one PNG."""
+    chosen = [r for r in rows if (r["set"], r["size"], r["minutes"], r["seed"]) == (set_name, size, minutes, 0)
+              and (not recipes or r["recipe"] in recipes)]
+    chosen.sort(key=lambda r: recipes.index(r["recipe"]) if recipes else 0)
     if not chosen:
         return None
     tiles = [Image.open(out / r["grid"]).convert("RGB") for r in chosen]
@@ -207,6 +216,7 @@ def main() -> None:
     parser.add_argument("--extractors", default=",".join(EXTRACTORS))
     parser.add_argument("--holdout", type=int, default=0, help="pictures each run sets aside to watch D memorise")
     parser.add_argument("--eval-n", type=int, default=5000)
+    parser.add_argument("--grids", default="", help="recipes whose grids go side by side (default: every one)")
     parser.add_argument("--out", default="runs/colour")
     args = parser.parse_args()
 
@@ -232,7 +242,7 @@ def main() -> None:
     agree = agreement(rows)
     results.write_text(json.dumps({"machine": machine, "rows": rows, "agreement": agree}, indent=2))
     for set_name, size, minutes in dict.fromkeys((r["set"], r["size"], r["minutes"]) for r in rows):
-        side_by_side(out, rows, set_name, size, minutes)
+        side_by_side(out, rows, set_name, size, minutes, [g for g in args.grids.split(",") if g])
     print(f"\nmachine: {machine}\n")
     print(table(rows))
     for key, a in agree.items():

@@ -230,6 +230,17 @@ def save_classifier(model: EvalClassifier, path: str | Path, meta: dict) -> None
     atomic_write(path, lambda f: torch.save(state, f))  # readable by all: weights are shipped
 
 
+def read_weights_file(path: Path, what: str) -> dict:
+    """The dict in a weights file, loaded with ``weights_only=True`` (tensors and plain values only:
+    loading never runs code from it); a missing or unreadable file raises UserError naming `what`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what} file") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or unsafe files raise many types
+        raise UserError(f"{path}: not a readable gankit {what} ({type(exc).__name__}: {exc})") from None
+
+
 def load_classifier(path: str | Path) -> tuple[EvalClassifier, dict]:
     """Load a file written by ``save_classifier``; return the model (eval mode) and its meta.
 
@@ -237,12 +248,7 @@ def load_classifier(path: str | Path) -> tuple[EvalClassifier, dict]:
     loading never runs code from it. A missing, corrupt or foreign file raises UserError.
     """
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such evaluation classifier file") from None
-    except Exception as exc:  # noqa: BLE001 - truncated, foreign or unsafe files raise many types
-        raise UserError(f"{path}: not a readable gankit evaluation classifier ({type(exc).__name__}: {exc})") from None
+    state = read_weights_file(path, "evaluation classifier")
     try:
         meta = state["meta"]
         model = EvalClassifier(tuple(meta["image_shape"]), meta["num_classes"], meta["feature_dim"])

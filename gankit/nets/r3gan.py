@@ -38,9 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gankit.errors import UserError
 from gankit.nets.layers import UnconditionalNet, to_logits
-from gankit.nets.spec import NetSpec
+from gankit.nets.spec import NetSpec, check_square_side
 
 # side: (G's first side, doublings to reach the side)
 LAYOUTS: dict[int, tuple[int, int]] = {
@@ -153,13 +152,7 @@ def after_init(g: nn.Module, d: nn.Module, spec: NetSpec) -> None:
 
 def check_shape(image_shape: tuple[int, int, int]) -> None:
     """Square 28, 32 or 64 px images; UserError naming --image-size otherwise."""
-    _, h, w = image_shape
-    sides = " or ".join(map(str, LAYOUTS))
-    if h != w:
-        raise UserError(f"r3gan needs square images; got {h}x{w}. Pass a single --image-size ({sides})")
-    if h not in LAYOUTS:
-        raise UserError(f"r3gan makes {sides} px images, not {h}x{h}. Try --image-size "
-                        f"{min(LAYOUTS, key=lambda s: (abs(s - h), s))}")
+    check_square_side("r3gan", image_shape, LAYOUTS)
 
 
 def build(spec: NetSpec) -> tuple[nn.Module, nn.Module]:

@@ -29,10 +29,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gankit.errors import UserError
 from gankit.nets.conditional import ClassConditioning, ConditionalBatchNorm2d, d_attributes, require_labels
 from gankit.nets.layers import batchnorm2d
-from gankit.nets.spec import NetSpec
+from gankit.nets.spec import NetSpec, check_square_side
 
 # side: (G's first side b, D's down-blocks counting the optimized one, D's side-keeping blocks)
 LAYOUTS: dict[int, tuple[int, int, int]] = {
@@ -176,13 +175,7 @@ class ResNetDiscriminator(nn.Module):
 
 def check_shape(image_shape: tuple[int, int, int]) -> None:
     """Square 28, 32 or 64 px images; UserError naming --image-size otherwise."""
-    _, h, w = image_shape
-    sides = " or ".join(map(str, LAYOUTS))
-    if h != w:
-        raise UserError(f"resnet needs square images; got {h}x{w}. Pass a single --image-size ({sides})")
-    if h not in LAYOUTS:
-        raise UserError(f"resnet makes {sides} px images, not {h}x{h}. Try --image-size "
-                        f"{min(LAYOUTS, key=lambda s: (abs(s - h), s))}")
+    check_square_side("resnet", image_shape, LAYOUTS)
 
 
 def build(spec: NetSpec) -> tuple[nn.Module, nn.Module]:

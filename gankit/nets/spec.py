@@ -42,6 +42,18 @@ class NetSpec:
     spectral_norm: bool = False  # spectrally normalise every conv/linear/embedding layer of D
 
 
+def check_square_side(arch: str, image_shape: tuple[int, int, int], sides) -> None:
+    """For nets that make only square images of some sides (`sides`): UserError naming
+    --image-size, with the nearest side that works, for any other shape."""
+    _, h, w = image_shape
+    listed = " or ".join(map(str, sides))
+    if h != w:
+        raise UserError(f"{arch} needs square images; got {h}x{w}. Pass a single --image-size ({listed})")
+    if h not in sides:
+        raise UserError(f"{arch} makes {listed} px images, not {h}x{h}. Try --image-size "
+                        f"{min(sides, key=lambda s: (abs(s - h), s))}")
+
+
 def flag(field: str) -> str:
     """The command-line flag that sets a NetSpec field (`d_dropout` -> `--d-dropout`)."""
     return "--" + field.replace("_", "-")
