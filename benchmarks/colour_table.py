@@ -185,9 +185,9 @@ def table(rows: list[dict]) -> str:
                      f" | {summarise(gaps) if gaps else ''} |")
     for set_name, size in dict.fromkeys((r["set"], r["size"]) for r in rows):
         first = next(r for r in rows if (r["set"], r["size"]) == (set_name, size))
-        floors = [first["scores"][k].get("floor", {}) for k in kinds if k in first["scores"]]
         cells = []
-        for f in floors:
+        for k in kinds:
+            f = first["scores"].get(k, {}).get("floor") or {}
             cells += [f"{f['fid']:.3g}" if f else "", f"{f['coverage']:.3g}" if f else ""]
         lines.append(f"| {set_name} {size} px | real pictures (floor) | | | | " + " | ".join(cells) + " | |")
     return "\n".join(lines)

@@ -77,6 +77,7 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/gpu_check.sh": "needs a CUDA GPU and Fashion-MNIST (about 6 minutes on an H200)",
     "benchmarks/own_pictures.py": "decodes 8,121 pictures six times and trains nine times (about 15 minutes)",
     "benchmarks/extractor_agreement.py": "scores real runs with two evaluator files of one folder, 10,000 images each",
+    "benchmarks/colour_table.py": "trains 5 minutes per recipe, seed and set on Debian's colour picture sets (about 75 minutes)",
 }
 MAKE_TARGETS = {  # target -> how it is checked
     "demo": "its gankit lines (from `make -n demo`) run made small",
@@ -485,6 +486,8 @@ def plan_train(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: boo
             flags.set("--batch-size", "16")
         if cfg.get("eval_every"):
             flags.argv += ["--eval-every", "2", "--eval-n", "64"]
+        if cfg.get("holdout", 0) > 4:  # a stand-in folder holds a few dozen pictures
+            flags.set("--holdout", "4")
         if not flags.has("--tensorboard"):
             flags.argv += ["--tensorboard", "off"]
         out = flags.get("--out")
