@@ -3,7 +3,7 @@
 
     python benchmarks/colour_table.py                                   # both sets, 3 recipes, 5 min
     python benchmarks/colour_table.py --sets tuxpaint --recipes picked --seeds 1,2
-    python benchmarks/colour_table.py --sets tuxpaint --recipes picked,no-ada --holdout 80
+    python benchmarks/colour_table.py --sets tuxpaint --recipes picked,dcgan-ada --holdout 80
     python benchmarks/colour_table.py --sets fashion-mnist --recipes colour,fast
 
 Sets (Debian packages; `apt-get install -y openclipart-png tuxpaint-stamps-default`, and
@@ -28,8 +28,9 @@ held-out pictures (`d_heldout_gap`), the sign that D memorises: the table shows 
 Both extractors score every run; per set, the Spearman rank correlation of their FIDs over the
 runs says whether the self-supervised one ranks generators as the labelled one does.
 
-Writes OUT/colour.json (every run, and that agreement) and, per set and mark, OUT/grids-SET-Mmin.png: each recipe's
-64 samples side by side (seed 0 runs). Finished pieces are skipped on a rerun.
+Writes OUT/colour.json (every run, and that agreement) and, per set and mark,
+OUT/grids-SET-SIZE-Mmin.png: the 64 samples of each recipe (or of those --grids names) side by
+side, seed 0. Finished pieces are skipped on a rerun.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ RECIPES = {
     "dcgan": ["--preset", "dcgan"],
     "fast": ["--preset", "fast"],
     "colour": ["--preset", "colour"],
-    "no-ada": ["--preset", "colour", "--ada", "none"],
     # candidates for `colour`
     "fast-ada": ["--preset", "fast", "--ada", "default", "--ada-length", "20000"],
     "dcgan-ada": ["--preset", "dcgan", "--ada", "default", "--ada-length", "20000"],
