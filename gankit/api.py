@@ -30,15 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from gankit.errors import UserError
-from gankit.recipe import resolve_for_data
-from gankit.rundir import RunDir, default_run_dir
+from gankit.preset_choice import resolve_for_data
+from gankit.run.rundir import RunDir, default_run_dir
 
 if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
     import numpy as np
     import torch
 
     from gankit.config import Config
-    from gankit.distributed import Dist
+    from gankit.training.distributed import Dist
     from gankit.sampling import TrainedGenerator
 
 __all__ = ["Scores", "TrainedRun", "evaluate", "load", "resolve_run", "train", "train_summary"]
@@ -108,7 +108,7 @@ def resolve_run(*, preset: str | None, config_file: PathLike | None, fields: dic
                 resume: PathLike | None = None) -> tuple[str | None, Config]:
     """(preset, config) of what `train` would train, without touching any run: what `gankit
     train --dry-run` prints. A new run layers defaults <- preset <- file <- fields; with no
-    preset named, colour data gets the `colour` preset (gankit/recipe.py), and a picture folder
+    preset named, colour data gets the `colour` preset (gankit/preset_choice.py), and a picture folder
     is decoded into its cache to tell. A resumed run takes its config.json with `fields` on top."""
     if resume is None:
         name, cfg, _ = resolve_for_data(preset, config_file, fields, _data_channels)
@@ -124,8 +124,8 @@ def train_summary(*, preset: str | None, config_file: PathLike | None, fields: d
                   ) -> dict[str, Any]:
     """Start or resume a run and return its summary: the one path of `gankit train` (which passes
     its process group as `dist`) and `train`."""
-    from gankit import launch
-    from gankit.distributed import Dist
+    from gankit.training import launch
+    from gankit.training.distributed import Dist
 
     dist = dist or Dist()
     if resume is not None:
@@ -143,7 +143,7 @@ def train_summary(*, preset: str | None, config_file: PathLike | None, fields: d
 def _data_channels(cfg: Config, quiet: bool = True) -> int:
     """The channel count of the images `cfg` trains on (a picture folder is decoded into its cache,
     which the run then reuses)."""
-    from gankit.loop import open_data
+    from gankit.training.loop import open_data
     return open_data(cfg, quiet=quiet).image_shape[0]
 
 

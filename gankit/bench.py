@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from gankit.speed import dtype_name
+from gankit.training.compute import dtype_name
 
 SAMPLE_COUNT = 10_000  # images drawn for the sampling figure (`--samples`); it is reported as the time for 10k
 
@@ -84,8 +84,8 @@ class PlainLoop:
         from torch.utils.data import DataLoader, TensorDataset
 
         from gankit.images import to_float
-        from gankit.losses import LOSSES
-        from gankit.models import net_spec
+        from gankit.training.losses import LOSSES
+        from gankit.nets.spec import net_spec
         from gankit.nets import build
 
         if cfg.conditioning == "auto":
@@ -116,7 +116,7 @@ class PlainLoop:
         return real, (batch[1].to(self.device) if self.num_classes else None)
 
     def _z(self, n: int) -> torch.Tensor:
-        from gankit.models import sample_latent
+        from gankit.nets.latents import sample_latent
         return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, self.device)
 
     def _y(self, n: int) -> torch.Tensor | None:
@@ -164,7 +164,7 @@ class PlainLoop:
                 fake_logits, fake_cls = self._judge(fake.detach(), fake_y)
                 d_loss = loss.d_loss(real_logits, fake_logits, real_t, fake_t) + w * (real_cls + fake_cls)
                 if loss.gradient_penalty:
-                    from gankit.losses import gradient_penalty
+                    from gankit.training.losses import gradient_penalty
                     d_loss = d_loss + cfg.gp_weight * gradient_penalty(
                         lambda x: self._judge(x, real_y)[0], real, fake)
                 d_loss.backward()
@@ -198,8 +198,8 @@ class Contender:
 
 
 def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
-    from gankit.loop import Run
-    from gankit.step import GANStep
+    from gankit.training.loop import Run
+    from gankit.training.step import GANStep
 
     with tempfile.TemporaryDirectory() as tmp:  # Run writes nothing until fit(); the folder is never used
         run = Run(cfg, Path(tmp) / "bench", quiet=True)
@@ -215,10 +215,10 @@ def _gankit_contender(cfg, name: str) -> tuple[Contender, object]:
 def bench_preset(job: dict) -> dict:
     """Everything measured for one preset (runs in a child process; see module docstring)."""
     from gankit.config import make_config
-    from gankit.models import generate, sample_latent
+    from gankit.nets.latents import generate, sample_latent
     from gankit.presets import preset
-    from gankit.speed import native_bf16, resolve_precision
-    from gankit.loop import open_data
+    from gankit.training.compute import native_bf16, resolve_precision
+    from gankit.training.loop import open_data
 
     torch.set_num_threads(job["threads"])
     layer = {"dataset": job["dataset"], "device": job["device"], "tensorboard": "off", "report": False}
@@ -313,8 +313,8 @@ def run_benchmark(presets: list[str], *, dataset: str, device: str, seconds: flo
     """Measure every preset (each in its own child process) and the machine's matmul rates.
     `samples`: images drawn for the sampling time (reported per 10k); `batch_size`: replaces
     every preset's own."""
-    from gankit.models import pick_device
-    from gankit.speed import native_bf16
+    from gankit.training.compute import pick_device
+    from gankit.training.compute import native_bf16
 
     torch.set_num_threads(threads)
     dev = pick_device(device)
@@ -352,7 +352,7 @@ def _child_context():
     them anew took each child 4-7 s on a 2-core CPU. Elsewhere, spawned fresh interpreters."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "torch._dynamo", "gankit.bench", "gankit.loop"])
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "gankit.bench", "gankit.training.loop"])
         return ctx
     return multiprocessing.get_context("spawn")
 

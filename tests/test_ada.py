@@ -7,19 +7,19 @@ import math
 import pytest
 import torch
 
-from gankit.ada import ADA_LENGTH, AdaptiveAugment, ada_for_config, auto_length
-from gankit.ada_ops import (ADA_OPS, COLOUR_OPS, DEFAULT_ADA_OPS, ada_augment, flip_x, parse_ada_ops,
+from gankit.augment.ada import ADA_LENGTH, AdaptiveAugment, ada_for_config, auto_length
+from gankit.augment.ada_ops import (ADA_OPS, COLOUR_OPS, DEFAULT_ADA_OPS, ada_augment, flip_x, parse_ada_ops,
                             rotate90, rotate_hue, scale)
-from gankit.augment import adjust_brightness, adjust_contrast, adjust_saturation
-from gankit.checkpoint import latest, load
+from gankit.augment.diffaugment import adjust_brightness, adjust_contrast, adjust_saturation
+from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
 from gankit.errors import UserError
-from gankit.models import net_spec
+from gankit.nets.spec import net_spec
 from gankit.nets import build
-from gankit.report import render_report
-from gankit.step import GANStep
-from gankit.tensorboard_log import scalar_tag
+from gankit.run.report import render_report
+from gankit.training.step import GANStep
+from gankit.run.tensorboard_log import scalar_tag
 
 GEOMETRIC = ("xflip", "rot90", "translation", "scale", "cutout")
 
@@ -319,8 +319,8 @@ def test_resumed_ada_run_equals_straight_run_and_logs_p(tmp_path):
 
 
 def test_checkpoints_without_ada_state_still_load():
-    from gankit.distributed import Dist
-    from gankit.state import TrainingState
+    from gankit.training.distributed import Dist
+    from gankit.training.state import TrainingState
 
     def state(**fields):
         cfg = make_config({"arch": "dcgan-small", "width": 8, "sample_grid": 4, **fields})

@@ -80,7 +80,7 @@ def test_train_resumes_a_run(run, tmp_path):
 
 
 def test_load_a_run_a_checkpoint_and_an_export_draw_the_same(run, tmp_path):
-    from gankit.checkpoint import latest
+    from gankit.run.checkpoint import latest
     assert main(["export", str(run.run_dir), "--out", str(tmp_path / "exported")]) == 0
     gens = [run.generator, gankit.load(run.run_dir), gankit.load(latest(run.run_dir)), gankit.load(tmp_path / "exported")]
     first = gens[0].sample(12, seed=3)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gankit.augment import (AUGMENT_OPS, adjust_brightness, adjust_contrast, adjust_saturation, cut_out,
+from gankit.augment.diffaugment import (AUGMENT_OPS, adjust_brightness, adjust_contrast, adjust_saturation, cut_out,
                             cutout_size, diff_augment, parse_augment_policy, random_color, random_cutout,
                             random_translation, translate)
 from gankit.errors import UserError

@@ -27,7 +27,7 @@ from gankit.metrics.contrastive import (
     train_contrastive,
 )
 from gankit.metrics.contrastive_views import random_view
-from gankit.metrics.holdout import holdout_indices
+from gankit.metrics.evaluator_split import holdout_indices
 
 SIDE = 16
 

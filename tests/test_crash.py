@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.checkpoint import latest, load
+from gankit.run.checkpoint import latest, load
 
 STEPS = 40
 # Tiny networks (see test_train.py); a checkpoint every 3 steps gives 14 checkpoint writes per run.

@@ -25,13 +25,13 @@ import pytest
 import torch
 
 import gankit
-from gankit import distributed
-from gankit.checkpoint import latest, load
+from gankit.training import distributed
+from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
-from gankit.distributed import Dist, Replica, batch_split, describe_batch, private_seed, process_group
+from gankit.training.distributed import Dist, Replica, batch_split, describe_batch, private_seed, process_group
 from gankit.errors import RunFailed, UserError
-from gankit.loop import Run
+from gankit.training.loop import Run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gankit"]
 # Tiny nets with no BatchNorm anywhere (D of the MLP has none; --g-batchnorm none removes G's), in
@@ -264,7 +264,7 @@ def test_global_batch_size_in_one_process_is_the_batch(tmp_path, capsys):
 # ---------------------------------------------------------------- torchrun end to end
 CLOSE_SCRIPT = """
 import atexit, glob, json, sys, torch
-from gankit.distributed import process_group
+from gankit.training.distributed import process_group
 
 def gloo_threads():
     return sorted(n for n in (open(t + "/comm").read().strip() for t in glob.glob("/proc/self/task/*")) if "gloo" in n)

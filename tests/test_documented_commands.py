@@ -297,7 +297,7 @@ class Sandbox:
             return
         p.parent.mkdir(parents=True, exist_ok=True)
         if p.suffix == ".pt":
-            from gankit.checkpoint import latest
+            from gankit.run.checkpoint import latest
             shutil.copy(latest(self.tiny_run), p)
         elif p.suffix in (".npz", ".npy"):
             images = gankit.load(self.tiny_run).sample(64, seed=0).permute(0, 2, 3, 1).numpy()

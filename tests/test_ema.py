@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.ema import GeneratorEMA
+from gankit.training.ema import GeneratorEMA
 
 
 def small_g():

@@ -11,11 +11,11 @@ import subprocess
 import pytest
 import torch
 
-import gankit.checkpoint as ckpt_io
+import gankit.run.checkpoint as ckpt_io
 from gankit.cli import main
 from gankit.config import make_config
-from gankit.loop import Run
-from gankit.models import net_spec
+from gankit.training.loop import Run
+from gankit.nets.spec import net_spec
 from gankit.nets import build
 from gankit.presets import preset
 

@@ -4,7 +4,7 @@ and a real run that D wins outright prints the warning and logs it."""
 import json
 
 from gankit.cli import main
-from gankit.health import PATIENCE, LiveHealth
+from gankit.training.health import PATIENCE, LiveHealth
 
 HEALTHY = {"d_acc_real": 0.7, "d_acc_fake": 0.6, "d_sign_real": 0.3, "g_grad_norm": 1.0, "d_grad_norm": 2.0,
            "grid_diversity": 40.0, "d_acc_train_probe": 0.6, "d_acc_heldout": 0.55, "d_heldout_gap": 0.05}

@@ -1,4 +1,4 @@
-"""D's overfitting gap (gankit/heldout.py) and `--conditioning auto`: the probe measures what it says,
+"""D's overfitting gap (gankit/training/overfitting_probe.py) and `--conditioning auto`: the probe measures what it says,
 leaves D's statistics and the training RNG alone, and a run logs it from a test split or --holdout."""
 
 import json
@@ -10,7 +10,7 @@ from torch import nn
 
 from gankit.cli import main
 from gankit.data import ImageSet
-from gankit.heldout import HeldOutProbe, split_holdout
+from gankit.training.overfitting_probe import HeldOutProbe, split_holdout
 from test_data import make_mnist_files
 from test_train import TINY
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gankit.losses import LOSSES, gradient_penalty, r1_penalty
+from gankit.training.losses import LOSSES, gradient_penalty, r1_penalty
 
 
 def t(*values):

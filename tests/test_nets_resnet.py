@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.losses import LOSSES
+from gankit.training.losses import LOSSES
 from gankit.nets import ARCHS, NetSpec, build
 from gankit.nets.conditional import ConditionalBatchNorm2d
 from gankit.nets.resnet import DBlock, FirstDBlock, GBlock

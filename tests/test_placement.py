@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-import gankit.loop
-from gankit.batches import RealBatches
-from gankit.checkpoint import latest, load
+import gankit.training.loop
+from gankit.training.batches import RealBatches
+from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.data import ImageSet
-from gankit.distributed import Dist
+from gankit.training.distributed import Dist
 from gankit.errors import UserError
-from gankit.placement import choose_placement, place
-from gankit.state import Progress
+from gankit.training.placement import choose_placement, place
+from gankit.training.state import Progress
 
 GB = 10 ** 9
 # Tiny MLP nets on 40 labelled 8x8 pictures, batch 8: 5 batches an epoch, so 7 steps cross into the second.
@@ -53,7 +53,7 @@ def use_data(monkeypatch):
             if split == "test":
                 raise UserError("no test split")
             return make()
-        monkeypatch.setattr(gankit.loop, "open_data", open_data)
+        monkeypatch.setattr(gankit.training.loop, "open_data", open_data)
     return use
 
 
@@ -94,7 +94,7 @@ def test_choose_placement(nbytes, device_free, ram_free, has_file, where):
 def test_auto_says_why(tmp_path, monkeypatch):
     cpu = torch.device("cpu")
     assert place("auto", in_memory(), cpu).line().startswith("data placement: device (auto: the 2.6 kB training set")
-    monkeypatch.setattr("gankit.placement.available_ram", lambda: 1000)  # a set too large for RAM
+    monkeypatch.setattr("gankit.training.placement.available_ram", lambda: 1000)  # a set too large for RAM
     chosen = place("auto", mapped(tmp_path), cpu)
     assert chosen.where == "mmap" and str(tmp_path / "toy.npy") in chosen.why
     assert place("auto", in_memory(), cpu).where == "host"
@@ -134,7 +134,7 @@ def test_every_placement_serves_the_same_batches(tmp_path, rank, world):
 
 
 def test_host_batches_are_gathered_ahead_in_the_background(tmp_path, monkeypatch):
-    from gankit.prefetch import HostGather
+    from gankit.training.prefetch import HostGather
     where, load = [], HostGather._load
     monkeypatch.setattr(HostGather, "_load", lambda self, idx: where.append(threading.current_thread().name)
                         or load(self, idx))

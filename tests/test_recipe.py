@@ -10,7 +10,7 @@ from PIL import Image
 
 from gankit.api import resolve_run
 from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET
-from gankit.recipe import resolve_for_data
+from gankit.preset_choice import resolve_for_data
 
 
 def _folder(tmp_path, colour: bool):

@@ -1,4 +1,4 @@
-"""The run report (gankit.report) and the side-by-side comparison (gankit.compare)."""
+"""The run report (gankit.run.report) and the side-by-side comparison (gankit.run.compare)."""
 
 import json
 import re
@@ -7,11 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from gankit import cli, viz
+from gankit import cli
+from gankit.run import pictures as viz
 from gankit.errors import UserError
 from gankit.presets import preset
-from gankit.compare import compare_runs
-from gankit.report import MAX_FRAMES, health_warnings, write_report
+from gankit.run.compare import compare_runs
+from gankit.run.report import MAX_FRAMES, health_warnings, write_report
 
 TINY = ["--steps", "60", "--width", "8", "--batch-size", "16", "--log-every", "5", "--sample-every", "20",
         "--sample-every-early", "10", "--checkpoint-every", "30", "-q"]

@@ -21,7 +21,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from gankit.report import write_report
+    from gankit.run.report import write_report
     out = tmp_path_factory.mktemp("report") / "run"
     assert main(["train", "-q", "--out", str(out), "--steps", "40", "--width", "8", "--batch-size", "16",
                  "--log-every", "5", "--sample-every", "10", "--sample-every-early", "5", "--checkpoint-every", "20",

@@ -23,7 +23,7 @@ from gankit.metrics.inception import InceptionExtractor
 from gankit.metrics.reference import reference_and_floor
 from gankit.nets import ARCHS, build
 from gankit.nets.spec import NetSpec, validate_spec
-from gankit.viz import grid, save_gif, save_grid
+from gankit.run.pictures import grid, save_gif, save_grid
 
 
 def rgba(n=3, h=5, w=6, seed=0) -> torch.Tensor:
@@ -175,7 +175,7 @@ def test_tensorboard_keeps_rgba(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
-    from gankit.tensorboard_log import TensorBoardLog
+    from gankit.run.tensorboard_log import TensorBoardLog
 
     log = TensorBoardLog(tmp_path)
     picture = rgba()[0]
@@ -300,7 +300,7 @@ def test_eval_reads_real_pictures_as_the_run_was_trained_on_them(evaluator_file,
 
 
 def test_diffaugment_on_rgba_leaves_alpha_to_space_and_fills_transparent():
-    from gankit.augment import diff_augment
+    from gankit.augment.diffaugment import diff_augment
 
     x = torch.ones(6, 4, 8, 8, requires_grad=True)  # white, opaque
     g = torch.Generator().manual_seed(0)

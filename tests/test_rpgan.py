@@ -8,11 +8,12 @@ import torch
 
 from gankit.config import make_config
 from gankit.errors import UserError
-from gankit.losses import LOSSES, r1_penalty, r2_penalty, squared_gradient_norms, zero_centred_penalty
-from gankit.models import net_spec
+from gankit.training.losses import LOSSES, r1_penalty, r2_penalty, squared_gradient_norms, zero_centred_penalty
+from gankit.nets.spec import net_spec
 from gankit.nets import build
 from gankit.nets.r3gan import ResidualBlock
-from gankit.step import GANStep
+from gankit.training.d_calls import CallEach, OneCall
+from gankit.training.step import GANStep
 
 RPGAN = LOSSES["rpgan"]
 
@@ -178,8 +179,8 @@ def test_joint_d_call_equals_separate_calls_with_both_penalties():
     runs = []
     for joint in (True, False):
         step = make_step(r1_gamma=1.0, r2_gamma=2.0, r1_every=1)
-        assert step.joint_d
-        step.joint_d = joint
+        assert isinstance(step.d_calls, OneCall)
+        step.d_calls = OneCall() if joint else CallEach()
         torch.manual_seed(5)
         losses = step([(real_batch(), None)], 0.0, GANStep.zero_stats())
         runs.append((losses, params(step.d), params(step.g)))

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from gankit.checkpoint import latest, load
+from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
 from gankit.errors import UserError
 from gankit.presets import PRESETS, preset
-from gankit.schedule import Schedule, describe_length, steps_for_images
+from gankit.training.schedule import Schedule, describe_length, steps_for_images
 
 
 def steps_of(cfg, data_size, global_batch):

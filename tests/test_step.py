@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from gankit.config import make_config
-from gankit.losses import gradient_penalty
-from gankit.models import net_spec
+from gankit.training.losses import gradient_penalty
+from gankit.nets.spec import net_spec
 from gankit.nets import build
-from gankit.speed import autocast, compiled, has_batchnorm, native_bf16, resolve_precision
-from gankit.step import GANStep
+from gankit.training.compute import autocast, compiled, has_batchnorm, native_bf16, resolve_precision
+from gankit.training.d_calls import CallEach, OneCall
+from gankit.training.step import GANStep
 
 
 def make_step(optimiser=torch.optim.Adam, **fields):
@@ -30,8 +31,8 @@ def real_batch(n=8):
 def test_one_d_call_for_real_and_fake_equals_two_calls():
     # SGD: Adam turns a rounding-sized gradient into a full-sized step, which would hide the comparison.
     joint, separate = make_step(torch.optim.SGD), make_step(torch.optim.SGD)
-    assert joint.joint_d  # dcgan-small's D has no BatchNorm
-    separate.joint_d = False
+    assert isinstance(joint.d_calls, OneCall)  # dcgan-small's D has no BatchNorm
+    separate.d_calls = CallEach()
     for step in (joint, separate):
         torch.manual_seed(5)
         step([(real_batch(), None)], 0.0, GANStep.zero_stats())
@@ -43,8 +44,8 @@ def test_one_d_call_for_real_and_fake_equals_two_calls():
 
 def test_batchnorm_in_d_keeps_real_and_fake_apart():
     step = make_step(arch="dcgan", width=8)
-    assert has_batchnorm(step.d) and not step.joint_d
-    assert not make_step(d_split_update=True).joint_d
+    assert has_batchnorm(step.d) and isinstance(step.d_calls, CallEach)
+    assert isinstance(make_step(d_split_update=True).d_calls, CallEach)
 
 
 def count_g_calls(step, reuse):
@@ -153,7 +154,7 @@ def test_lazy_r1_runs_every_kth_update_and_changes_d():
 
 
 def test_lazy_r1_adds_exactly_k_times_half_gamma_times_the_penalty():
-    from gankit.losses import r1_penalty
+    from gankit.training.losses import r1_penalty
     # the D step's extra gradient equals that of (gamma / 2) * k * penalty
     ref = build_step(r1_gamma=0.0)
     torch.manual_seed(7)

@@ -1,4 +1,4 @@
-"""The package's shape: no import cycle among gankit's modules, and the loop stays readable.
+"""The package's shape: the layering rules, no import cycle among gankit's modules, the loop a loop.
 
 Every import counts, at the top of a module or inside a function: an import deferred into a function
 still ties the two modules together, and a cycle of them is what made the loop, the report and
@@ -35,7 +35,7 @@ def _import_graph() -> dict[str, set[str]]:
                 base = node.module or ""
                 if node.level:
                     base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + [base]).strip(".")
-                # `from gankit import viz` imports the module gankit.viz; `from gankit.x import f` imports gankit.x
+                # `from gankit import viz` imports the module gankit.run.pictures; `from gankit.x import f` imports gankit.x
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             else:
                 continue
@@ -83,9 +83,9 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_import_graph_is_read():
     graph = _import_graph()
-    assert "gankit.rundir" in graph["gankit.report"]  # a top-level import
-    assert "gankit.report" in graph["gankit.views"]  # an import inside a function counts too
-    assert "gankit.loop" in graph["gankit.launch"]
+    assert "gankit.run.rundir" in graph["gankit.run.report"]  # a top-level import
+    assert "gankit.run.report" in graph["gankit.run.training_views"]  # an import inside a function counts too
+    assert "gankit.training.loop" in graph["gankit.training.launch"]
 
 
 def test_no_import_cycle_in_gankit():
@@ -93,16 +93,92 @@ def test_no_import_cycle_in_gankit():
 
 
 def test_the_run_directory_has_one_owner():
-    """report, compare, the loop and its views reach the run's files through gankit.rundir, and
+    """report, compare, the loop and its views reach the run's files through gankit.run.rundir, and
     none of them imports another's module for it."""
     graph = _import_graph()
-    for reader in ("gankit.report", "gankit.compare", "gankit.loop", "gankit.views", "gankit.launch"):
-        assert "gankit.rundir" in graph[reader], reader
-    assert "gankit.loop" not in graph["gankit.report"] | graph["gankit.compare"]
-    assert "gankit.report" not in graph["gankit.compare"] and "gankit.compare" not in graph["gankit.report"]
-    assert not graph["gankit.rundir"] & {"gankit.loop", "gankit.report", "gankit.compare", "gankit.launch"}
+    readers = ("gankit.run.report", "gankit.run.compare", "gankit.run.training_views", "gankit.training.loop",
+               "gankit.training.launch")
+    for reader in readers:
+        assert "gankit.run.rundir" in graph[reader], reader
+    assert "gankit.run.report" not in graph["gankit.run.compare"] and "gankit.run.compare" not in graph["gankit.run.report"]
+    assert not graph["gankit.run.rundir"] & set(readers)
 
 
-def test_the_training_loop_reads_in_one_sitting():
-    lines = len((PACKAGE / "loop.py").read_text(encoding="utf-8").splitlines())
-    assert lines <= 380, f"gankit/loop.py has {lines} lines: give the new concern a module of its own"
+# The layering rules. A module may import modules of a lower layer, and modules of its own package
+# (inside a package the cycle test above is the rule); never a module of a higher layer, nor of
+# another package on its own layer. Top to bottom: what a user runs, the Python API, then training
+# and its views, down to the small leaves everything shares.
+LAYERS: list[tuple[str, ...]] = [
+    ("gankit.__main__",),                         # python -m gankit
+    ("gankit.cli",),                              # the command line
+    ("gankit.api",),                              # the Python API (gankit.train / load / evaluate)
+    ("gankit.bench", "gankit.sampling"),          # timing a step; drawing from a trained run
+    ("gankit.training",),                         # the loop and everything one step needs
+    ("gankit.run", "gankit.metrics"),             # a run's files and views; extractors and scores
+    ("gankit.nets", "gankit.preset_choice", "gankit.export"),  # networks; which preset data gets; exports
+    ("gankit.presets",),                          # named recipes
+    ("gankit.config",),                           # the Config, validated once
+    ("gankit.augment", "gankit.data"),            # augmentation ops; datasets and the picture cache
+    ("gankit.errors", "gankit.images", "gankit.atomic"),  # leaves: errors, pixel conversions, atomic writes
+]
+
+
+def _unit(module: str) -> str:
+    """The layer entry a module belongs to: its package (gankit.training.step -> gankit.training)
+    or, at the top level, the module itself."""
+    for layer in LAYERS:
+        for unit in layer:
+            if module == unit or module.startswith(unit + "."):
+                return unit
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/test_structure.py")
+
+
+def _layer(unit: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+
+
+def _breaches(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        if module == "gankit":  # the package's lazy exports, resolved only when used
+            continue
+        here = _unit(module)
+        for target in sorted(targets):
+            there = _unit(target)
+            if there != here and _layer(there) <= _layer(here):
+                found.append(f"{module} imports {target} ({there} is not below {here})")
+    return found
+
+
+def test_every_module_has_a_layer():
+    for module in _import_graph():
+        if module != "gankit":
+            _unit(module)
+
+
+def test_the_layering_test_finds_a_breach():
+    graph = {"gankit.run.report": {"gankit.training.loop"}, "gankit.training.loop": {"gankit.run.rundir"},
+             "gankit.run.rundir": set(), "gankit.metrics.scores": {"gankit.run.rundir"}}
+    assert _breaches(graph) == [
+        "gankit.metrics.scores imports gankit.run.rundir (gankit.run is not below gankit.metrics)",
+        "gankit.run.report imports gankit.training.loop (gankit.training is not below gankit.run)"]
+
+
+def test_no_package_imports_one_above_it():
+    assert _breaches(_import_graph()) == []
+
+
+def test_the_top_level_holds_what_a_user_touches_and_the_leaves():
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__", "__main__", "api", "atomic", "bench", "cli", "config", "errors", "export", "images",
+                   "preset_choice", "presets", "sampling"]
+
+
+def test_the_loop_leaves_the_arithmetic_to_the_step():
+    """loop.py decides when and on which batches; how D and G learn is the step's (step.py, losses.py):
+    the loop computes no loss, takes no gradient and steps no optimiser."""
+    tree = ast.parse((PACKAGE / "training" / "loop.py").read_text(encoding="utf-8"))
+    called = {node.func.attr for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert not called & {"backward", "zero_grad", "grad", "d_loss", "generator_loss"}
+    assert "gankit.training.losses" not in _import_graph()["gankit.training.loop"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit import tensorboard_log
+from gankit.run import tensorboard_log
 from gankit.errors import UserError
-from gankit.tensorboard_log import TensorBoardLog, scalar_tag, tensorboard_available
+from gankit.run.tensorboard_log import TensorBoardLog, scalar_tag, tensorboard_available
 
 if not tensorboard_available():
     pytest.skip("the tensorboard package is not installed (pip install tensorboard)", allow_module_level=True)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.checkpoint import latest, load
+from gankit.run.checkpoint import latest, load
 from gankit.cli import main
-from gankit.models import grid_labels
+from gankit.nets.latents import grid_labels
 
 # Tiny networks keep each run to about a second on a laptop CPU.
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "2", "--sample-every", "4",

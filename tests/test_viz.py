@@ -6,7 +6,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from gankit.images import save_png, to_float, to_uint8
-from gankit.viz import grid, line_plot, plot_training, save_gif, save_grid
+from gankit.run.pictures import grid, line_plot, plot_training, save_gif, save_grid
 
 
 def constant_batch(n, c=1, h=3, w=4):

@@ -112,8 +112,7 @@ def checksum(name: str, folder: Path) -> str:
     """Train variant `name` in `folder` and hash what it learnt: G, D, G's EMA, both optimisers,
     ADA's state and the RNG states of the last checkpoint (not its config or times)."""
     import gankit
-    from gankit import checkpoint
-
+    from gankit.run import checkpoint
     preset, fields = VARIANTS[name]
     fields = {**_SHORT, **fields}
     if fields.get("dataset") == _COLOUR:

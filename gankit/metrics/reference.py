@@ -20,7 +20,7 @@ import torch
 from gankit.atomic import atomic_write
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
-from gankit.metrics.holdout import holdout_indices
+from gankit.metrics.evaluator_split import holdout_indices
 
 
 def cache_dir() -> Path:

@@ -27,7 +27,7 @@ from gankit.metrics.contrastive import (
     save_contrastive,
     train_contrastive,
 )
-from gankit.metrics.holdout import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_meta, split_holdout
+from gankit.metrics.evaluator_split import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_meta, split_holdout
 
 # Pictures per side of the quality check: enough for a stable FID of 128-d features, few enough
 # that the check takes seconds after minutes of training.

@@ -14,7 +14,7 @@ import gankit
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
 from gankit.metrics.classifier import load_classifier, save_classifier, train_classifier
-from gankit.metrics.holdout import HOLDOUT_FRACTION, HOLDOUT_SEED, split_holdout
+from gankit.metrics.evaluator_split import HOLDOUT_FRACTION, HOLDOUT_SEED, split_holdout
 
 EPOCHS = 8  # the classifier's passes over its training images
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gankit.errors import UserError
 from gankit.nets.init import INIT_SCHEMES
+
+if TYPE_CHECKING:  # only for the annotation: the nets do not depend on the Config
+    from gankit.config import Config
 
 G_BATCHNORM_PLACEMENTS = ("none", "post", "pre")
 # "projection": Miyato & Koyama 2018; "acgan": Odena et al. 2017 (D also classifies its input).
@@ -99,3 +103,13 @@ def validate_spec(spec: NetSpec) -> None:
     if spec.conditioning != "none" and spec.num_classes < 1:
         raise UserError(f"--conditioning {spec.conditioning} needs class labels, but the number of classes "
                         f"is 0: use a labelled dataset (or pass {flag('num_classes')}), or --conditioning none")
+
+
+def net_spec(cfg: "Config", image_shape: tuple[int, int, int], num_classes: int = 0) -> NetSpec:
+    """The network description a config asks for, for images of `image_shape` (C, H, W) with
+    labels in [0, num_classes) (used only when the config asks for conditioning)."""
+    return NetSpec(arch=cfg.arch, image_shape=tuple(image_shape), latent_dim=cfg.latent_dim,
+                   g_widths=tuple(cfg.g_widths), d_widths=tuple(cfg.d_widths), width=cfg.width,
+                   g_batchnorm=cfg.g_batchnorm, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps,
+                   d_dropout=cfg.d_dropout, init=cfg.init, num_classes=num_classes,
+                   conditioning=cfg.conditioning, spectral_norm=cfg.spectral_norm)

@@ -1,4 +1,4 @@
-"""How the arithmetic runs: precision, memory layout, torch.compile. Nothing here changes what a
+"""How the arithmetic runs: the device, precision, memory layout, torch.compile. Nothing here changes what a
 step computes beyond rounding; each choice is a flag, and each was measured (benchmarks/ and
 `gankit bench`) before becoming a default.
 """
@@ -98,3 +98,17 @@ def to_channels_last(net: nn.Module, wanted: bool) -> nn.Module:
 
 def warn_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" -> CUDA if present, then Apple's MPS, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from gankit.errors import UserError
+        raise UserError("--device cuda: this PyTorch build sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)

@@ -7,7 +7,7 @@
             are read, so a set larger than RAM trains too
 
 "auto" takes the first that fits in a share of the free memory: device, then host, then mmap (when
-the data has a file). Which one serves the batches never changes what they are (gankit.batches).
+the data has a file). Which one serves the batches never changes what they are (gankit.training.batches).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import html
 from pathlib import Path
 
 from gankit.atomic import atomic_write_text
-from gankit.pages import data_uri, duration, fmt
-from gankit.rundir import RunDir, eval_records, finite, training_records
+from gankit.run.html import data_uri, duration, fmt
+from gankit.run.rundir import RunDir, eval_records, finite, training_records
 
 _MISSING = "-"
 

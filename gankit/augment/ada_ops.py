@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gankit.augment import (adjust_brightness, adjust_contrast, adjust_saturation, cut_out, cutout_size,
+from gankit.augment.diffaugment import (adjust_brightness, adjust_contrast, adjust_saturation, cut_out, cutout_size,
                             translate)
 from gankit.errors import UserError
 

@@ -8,12 +8,12 @@ from typing import Callable, TextIO
 import numpy as np
 import torch
 
-from gankit import checkpoint as ckpt_io
+from gankit.run import checkpoint as ckpt_io
 from gankit.config import Config
-from gankit.distributed import Dist
-from gankit.models import generate, sample_latent
-from gankit.rundir import RunDir, append_record
-from gankit.state import TrainingState
+from gankit.training.distributed import Dist
+from gankit.nets.latents import generate, sample_latent
+from gankit.run.rundir import RunDir, append_record
+from gankit.training.state import TrainingState
 
 
 class TrainingEvaluator:

@@ -1,5 +1,5 @@
 """Adaptive discriminator augmentation (ADA; Karras et al. 2020, StyleGAN2-ADA): the ops of
-gankit.ada_ops on every image D sees, each applied with a probability p that follows how sure D is
+gankit.augment.ada_ops on every image D sees, each applied with a probability p that follows how sure D is
 of the training images.
 
 ADA's overfitting signal is r_t = E[sign(D(x_real))] (GANStep sums it as "d_sign_real"): about 0
@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from gankit.ada_ops import ada_augment, parse_ada_ops
+from gankit.augment.ada_ops import ada_augment, parse_ada_ops
 
 ADA_LENGTH = 500_000  # the paper's: p can cross [0, 1] in 500k images
 LENGTH_SHARE = 20  # the automatic length: the run's total images / 20, at most ADA_LENGTH
@@ -44,7 +44,7 @@ class AdaptiveAugment:
     """ADA's augmentation and its probability p, for one run.
 
     `fixed_p`: hold p there and never adjust it. `mean`: averages a device tensor over the processes
-    that train the run (gankit.distributed.Dist.mean); None in one process."""
+    that train the run (gankit.training.distributed.Dist.mean); None in one process."""
 
     def __init__(self, ops: tuple[str, ...] | str, device: torch.device, *, fixed_p: float | None = None,
                  target: float = 0.6, length: int = ADA_LENGTH, interval: int = 4,

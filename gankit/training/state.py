@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gankit.ada import ada_for_config
+from gankit.augment.ada import ada_for_config
 from gankit.config import Config
-from gankit.distributed import Dist
-from gankit.ema import GeneratorEMA
-from gankit.models import sample_latent
+from gankit.training.distributed import Dist
+from gankit.training.ema import GeneratorEMA
+from gankit.nets.latents import sample_latent
 
 
 @dataclass

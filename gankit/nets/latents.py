@@ -1,24 +1,12 @@
-"""The glue between a Config and the networks: which NetSpec it means, and its latent noise."""
+"""Latent noise and G run over it: drawing z, walking between two latents, drawing images in
+batches, and the labels of a class-per-row sample grid."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
 
-from gankit.config import Config
-from gankit.nets import NetSpec
-
-
-def net_spec(cfg: Config, image_shape: tuple[int, int, int], num_classes: int = 0) -> NetSpec:
-    """The network description a config asks for, for images of `image_shape` (C, H, W) with
-    labels in [0, num_classes) (used only when the config asks for conditioning)."""
-    return NetSpec(arch=cfg.arch, image_shape=tuple(image_shape), latent_dim=cfg.latent_dim,
-                   g_widths=tuple(cfg.g_widths), d_widths=tuple(cfg.d_widths), width=cfg.width,
-                   g_batchnorm=cfg.g_batchnorm, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps,
-                   d_dropout=cfg.d_dropout, init=cfg.init, num_classes=num_classes,
-                   conditioning=cfg.conditioning, spectral_norm=cfg.spectral_norm)
+from gankit.images import to_uint8
 
 
 def sample_latent(n: int, dim: int, dist: str, device: torch.device | str = "cpu",
@@ -51,8 +39,6 @@ def generate(g: torch.nn.Module, z: Tensor, device: torch.device | str, batch_si
     """uint8 images [N, C, H, W] on the CPU for latents z (and class labels y, for a conditional
     G), drawn in batches with G in eval mode (BatchNorm's running statistics, as the seeds' preview
     code does); G's mode is restored."""
-    from gankit.images import to_uint8
-
     was_training = g.training
     g.eval()
     labels = y.split(batch_size) if y is not None else [None] * len(z.split(batch_size))
@@ -78,22 +64,3 @@ def grid_labels(n: int, num_classes: int) -> Tensor | None:
     per_row = class_row_length(n, num_classes)
     rows = min(num_classes, n // per_row)
     return torch.arange(rows).repeat_interleave(per_row)
-
-
-def pick_device(name: str) -> torch.device:
-    """"auto" -> CUDA if present, then Apple's MPS, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from gankit.errors import UserError
-        raise UserError("--device cuda: this PyTorch build sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
-
-def steps_for_epochs(epochs: float, batches_per_epoch: int, d_steps: int) -> int:
-    """G updates that make D see the data `epochs` times (each D update takes one real batch)."""
-    return max(1, math.ceil(epochs * batches_per_epoch / d_steps))

@@ -6,7 +6,11 @@ from __future__ import annotations
 import math
 
 from gankit.config import Config
-from gankit.models import steps_for_epochs
+
+
+def steps_for_epochs(epochs: float, batches_per_epoch: int, d_steps: int) -> int:
+    """G updates that make D see the data `epochs` times (each D update takes one real batch)."""
+    return max(1, math.ceil(epochs * batches_per_epoch / d_steps))
 
 
 def steps_for_images(images: int, global_batch: int, d_steps: int) -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gankit import viz
-from gankit.pages import data_uri, duration, escape, fmt, image_uri, table
-from gankit.rundir import RunDir, best_eval, eval_records, finite, training_records
+from gankit.run import pictures as viz
+from gankit.run.html import data_uri, duration, escape, fmt, image_uri, table
+from gankit.run.rundir import RunDir, best_eval, eval_records, finite, training_records
 
 MAX_FRAMES = 40  # sample grids in the slider: enough to see progress, few enough to keep the page small
 _PLOT_SIZE = (900, 260)
@@ -116,7 +116,7 @@ def health_warnings(records: list[dict], grid_png: Path | None = None, image_sha
             warnings.append("G loss rising steadily: quarter means " + ", ".join(f"{m:.3g}" for m in means))
 
     live = [r.get("message", "") for r in records if r.get("event") == "warning"]
-    if live:  # what the trainer printed as it happened (gankit.health), the latest three
+    if live:  # what the trainer printed as it happened (gankit.training.health), the latest three
         warnings.append(f"{len(live)} warning(s) during training, latest: " + " | ".join(live[-3:]))
 
     rollbacks = [r for r in records if r.get("event") == "rollback"]

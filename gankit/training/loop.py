@@ -1,14 +1,14 @@
 """The training loop: build a run from its Config, then train it as a sequence of phases.
 
-    build      data (gankit.data), nets (gankit.nets), the training state (gankit.state)
-    each step  (1) D updates on real batches (gankit.batches) and fakes, (2) one G update, G's EMA
-               (the maths: gankit.step, gankit.losses), then the divergence check (gankit.divergence)
-    on schedule (gankit.schedule): a log line, the sample grid (gankit.views), an evaluation
-               (gankit.training_eval), a checkpoint (gankit.checkpoint) and the views redrawn
+    build      data (gankit.data), nets (gankit.nets), the training state (gankit.training.state)
+    each step  (1) D updates on real batches (gankit.training.batches) and fakes, (2) one G update, G's EMA
+               (the maths: gankit.training.step, gankit.training.losses), then the divergence check (gankit.training.divergence)
+    on schedule (gankit.training.schedule): a log line, the sample grid (gankit.run.training_views), an evaluation
+               (gankit.training.periodic_eval), a checkpoint (gankit.run.checkpoint) and the views redrawn
 
 Everything a step depends on goes into each checkpoint, so a resumed run computes exactly what an
-uninterrupted one would have. The run directory's files are gankit.rundir's. Under torchrun, one Run
-per process trains together with the others (gankit.distributed): rank 0 alone writes and prints.
+uninterrupted one would have. The run directory's files are gankit.run.rundir's. Under torchrun, one Run
+per process trains together with the others (gankit.training.distributed): rank 0 alone writes and prints.
 """
 
 from __future__ import annotations
@@ -23,23 +23,24 @@ import torch
 from torch import Tensor
 
 import gankit
-from gankit import checkpoint as ckpt_io
-from gankit.batches import RealBatches
+from gankit.run import checkpoint as ckpt_io
+from gankit.training.batches import RealBatches
 from gankit.config import Config
 from gankit.data import ImageSet, open_dataset
-from gankit.distributed import Dist, batch_split, describe_batch
-from gankit.divergence import DivergenceGuard
+from gankit.training.distributed import Dist, batch_split, describe_batch
+from gankit.training.divergence import DivergenceGuard
 from gankit.errors import UserError
-from gankit.health import LiveHealth
-from gankit.heldout import HeldOutProbe, split_holdout
-from gankit.models import net_spec, pick_device
+from gankit.training.health import LiveHealth
+from gankit.training.overfitting_probe import HeldOutProbe, split_holdout
+from gankit.nets.spec import net_spec
+from gankit.training.compute import pick_device
 from gankit.nets import build
-from gankit.rundir import RunDir, append_record
-from gankit.schedule import Schedule
-from gankit.state import Progress, TrainingState
-from gankit.step import GANStep
-from gankit.stop_signals import stop_signals
-from gankit.views import RunViews
+from gankit.run.rundir import RunDir, append_record
+from gankit.training.schedule import Schedule
+from gankit.training.state import Progress, TrainingState
+from gankit.training.step import GANStep
+from gankit.training.stop_signals import stop_signals
+from gankit.run.training_views import RunViews
 
 
 def open_data(cfg: Config, split: str | None = None, download: bool = True, quiet: bool = False) -> ImageSet:
@@ -62,7 +63,7 @@ def _held_out_images(cfg: Config, data: ImageSet, measures: bool) -> tuple[Image
     """(the images to train on, real images D never trains on, or None): `--holdout N` sets N
     training images aside (in every process, so all train on the same images); else the test
     split, where the dataset has one on disk and the run does not train on it (training data
-    unchanged), read only by the process that `measures` the gap. See gankit/heldout.py."""
+    unchanged), read only by the process that `measures` the gap. See gankit/training/overfitting_probe.py."""
     if cfg.holdout:
         if cfg.holdout >= len(data):
             raise UserError(f"--holdout {cfg.holdout} is not smaller than the dataset ({len(data)} images "
@@ -145,10 +146,10 @@ class Run:
                               report=cfg.report, enabled=self.dist.is_main)
         self.evaluator = None
         if cfg.eval_every:
-            from gankit.training_eval import TrainingEvaluator
+            from gankit.training.periodic_eval import TrainingEvaluator
             self.evaluator = TrainingEvaluator(cfg, self.dist, self.device, self.num_classes)
         if cfg.tensorboard == "on":
-            from gankit.tensorboard_log import tensorboard_available
+            from gankit.run.tensorboard_log import tensorboard_available
             if not tensorboard_available():
                 raise UserError("--tensorboard on: the tensorboard package is not installed; "
                                 "pip install tensorboard (or 'gankit[tensorboard]'), or use --tensorboard auto")
@@ -330,7 +331,7 @@ class Run:
         return record
 
     def _open_tensorboard(self):
-        from gankit.tensorboard_log import TensorBoardLog, tensorboard_available
+        from gankit.run.tensorboard_log import TensorBoardLog, tensorboard_available
         wanted = self.cfg.tensorboard
         if not self.dist.is_main or wanted == "off" or (wanted == "auto" and not tensorboard_available()):
             return None

@@ -1,4 +1,4 @@
-"""Starting a new run and resuming one: the entry points around the training loop (gankit.loop),
+"""Starting a new run and resuming one: the entry points around the training loop (gankit.training.loop),
 shared by `gankit train` and `gankit.train()`.
 
 Both make the Run in every process; rank 0 alone touches the run directory (config.json, the
@@ -16,19 +16,19 @@ from pathlib import Path
 import torch
 
 import gankit
-from gankit import checkpoint as ckpt_io
+from gankit.run import checkpoint as ckpt_io
 from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
-from gankit.distributed import Dist, describe_batch
+from gankit.training.distributed import Dist, describe_batch
 from gankit.errors import UserError
-from gankit.loop import Run
+from gankit.training.loop import Run
 from gankit.nets import count_params
-from gankit.rundir import RunDir
-from gankit.speed import dtype_name
+from gankit.run.rundir import RunDir
+from gankit.training.compute import dtype_name
 
 
 def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False, dist: Dist | None = None) -> dict:
     """Train a new run into `run_dir` (which must not hold a run already). `dist`: this process's
-    place among several (gankit.distributed); rank 0 alone touches the run directory."""
+    place among several (gankit.training.distributed); rank 0 alone touches the run directory."""
     rundir, dist = RunDir(run_dir), dist or Dist()
 
     def refuse_existing() -> None:
@@ -53,7 +53,7 @@ def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False
 def resume(run_dir: Path, overrides: dict, *, quiet: bool = False, dist: Dist | None = None) -> dict:
     """Continue the run in `run_dir` from its newest checkpoint; overrides may only change
     length and logging fields (RESUMABLE_FIELDS). The number of processes may differ from the
-    run's (`dist`, gankit.distributed): rank 0 reads the checkpoint and sends it to the others."""
+    run's (`dist`, gankit.training.distributed): rank 0 reads the checkpoint and sends it to the others."""
     rundir, dist = RunDir(run_dir), dist or Dist()
 
     def read_config() -> tuple[dict, Config, Config]:

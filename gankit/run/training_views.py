@@ -1,5 +1,5 @@
 """What a run shows while it trains, drawn by rank 0 into the run directory: the fixed-latent grid,
-the loss and FID plots, report.html and progress.gif. They are views of the files (gankit.rundir):
+the loss and FID plots, report.html and progress.gif. They are views of the files (gankit.run.rundir):
 a failure to draw the report never stops training."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gankit import viz
-from gankit.models import class_row_length, generate, grid_labels
-from gankit.rundir import RunDir, eval_records
+from gankit.run import pictures as viz
+from gankit.nets.latents import class_row_length, generate, grid_labels
+from gankit.run.rundir import RunDir, eval_records
 
 
 class RunViews:
@@ -68,7 +68,7 @@ class RunViews:
         if not self.report:
             return
         try:
-            from gankit.report import write_report
+            from gankit.run.report import write_report
             write_report(self.rundir.path)
         except OSError:
             raise

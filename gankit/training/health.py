@@ -10,7 +10,7 @@ The thresholds are plain numbers a reader can check on the report's curves:
   datasets means it is memorising them (Karras et al. 2020 keep r_t at 0.6 with augmentation).
   Early in training D is sure of everything because G is still poor; that is not this.
 - D calls training images real far more often than held-out real images (gap above 0.2; see
-  gankit/heldout.py): the direct sign of memorising that r_t stands in for. Measured only where
+  gankit/training/overfitting_probe.py): the direct sign of memorising that r_t stands in for. Measured only where
   held-out images exist (a test split, or --holdout N).
 - A gradient norm that is not finite or 100x its median so far: an explosion starting.
 - The fixed sample grid's images barely differ (mean per-pixel spread under 2 grey levels) after

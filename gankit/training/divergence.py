@@ -13,10 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from gankit.config import Config
-from gankit.distributed import Dist
+from gankit.training.distributed import Dist
 from gankit.errors import RunFailed
-from gankit.rundir import RunDir, append_record
-from gankit.state import TrainingState
+from gankit.run.rundir import RunDir, append_record
+from gankit.training.state import TrainingState
 
 
 class DivergenceGuard:

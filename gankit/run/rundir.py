@@ -3,7 +3,7 @@
     RUN/config.json        what the run is: resolved config, dataset, processes, environment
     RUN/metrics.jsonl      one JSON record per log line, evaluation, rollback or warning
     RUN/samples/step_*.png the fixed-latent grid over training
-    RUN/checkpoints/       ckpt_*.pt and best.pt (their format: gankit.checkpoint)
+    RUN/checkpoints/       ckpt_*.pt and best.pt (their format: gankit.run.checkpoint)
     RUN/eval.json          the latest `gankit eval` of the run
     RUN/report.html, progress.gif, losses.png, eval.png: views, redrawn from the files above
 
@@ -131,7 +131,7 @@ class RunDir:
     # ---------------------------------------------------------------- failures
     def write_failed(self, exc: OSError, where: Path | None = None) -> RunFailed:
         """The message for a write into the run that failed: which folder, why, what is intact, what to do."""
-        from gankit.checkpoint import latest  # imports torch: only when a write failed
+        from gankit.run.checkpoint import latest  # imports torch: only when a write failed
         newest = latest(self.path)
         kept = f"{newest.name} is intact" if newest else "no checkpoint was written yet"
         return RunFailed(f"cannot write into {where or exc.filename or self.path} ({exc.strerror or exc}); {kept}. "

@@ -1,9 +1,9 @@
 """Real batches for D, served by index from a per-epoch permutation, so the loop never waits on a
-DataLoader. The permutation and its position are part of the training state (gankit.state.Progress),
+DataLoader. The permutation and its position are part of the training state (gankit.training.state.Progress),
 so a resumed run draws the same batches.
 
-The set lives where --data-placement says (gankit.placement): on the device, gathered there; or in
-host RAM or a memory-mapped file, gathered on the host (gankit.prefetch) with the next batch fetched
+The set lives where --data-placement says (gankit.training.placement): on the device, gathered there; or in
+host RAM or a memory-mapped file, gathered on the host (gankit.training.prefetch) with the next batch fetched
 while the current one trains. The order, the counters and the data RNG's draws are the same whichever
 serves them, so the weights after any step are too, bit for bit.
 """
@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 from gankit.data import ImageSet
-from gankit.distributed import Dist
+from gankit.training.distributed import Dist
 from gankit.images import to_float
-from gankit.placement import Placement, place
-from gankit.prefetch import HostGather
-from gankit.state import Progress
+from gankit.training.placement import Placement, place
+from gankit.training.prefetch import HostGather
+from gankit.training.state import Progress
 
 
 class RealBatches:
