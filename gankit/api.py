@@ -29,6 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from gankit.config import DEFAULT_EVAL_METRICS
 from gankit.errors import UserError
 from gankit.preset_choice import resolve_for_data
 from gankit.run.rundir import RunDir, default_run_dir
@@ -43,8 +44,7 @@ if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
 
 __all__ = ["Scores", "TrainedRun", "evaluate", "load", "resolve_run", "train", "train_summary"]
 
-# gankit.metrics.evaluate.DEFAULT_METRICS, repeated so that importing this module does not import torch
-DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "pr", "coverage", "classes")
+DEFAULT_METRICS: tuple[str, ...] = DEFAULT_EVAL_METRICS  # config.py holds no torch: `import gankit` stays light
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -114,9 +114,9 @@ def resolve_run(*, preset: str | None, config_file: PathLike | None, fields: dic
         name, cfg, _ = resolve_for_data(preset, config_file, fields, _data_channels)
         return name, cfg
     _refuse_preset_on_resume(preset, config_file)
-    from gankit.config import make_config
-    info = RunDir(resume).read_info("--resume")
-    return info.get("preset"), make_config(info["config"], fields)
+    from gankit.training.launch import resume_config  # the very check the resume runs
+    info, _, wanted = resume_config(Path(resume), fields)
+    return info.get("preset"), wanted
 
 
 def train_summary(*, preset: str | None, config_file: PathLike | None, fields: dict[str, Any],

@@ -7,45 +7,52 @@ code 2, with no traceback and nothing changed on disk.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 from gankit import __version__
 from gankit import config as config_mod
-from gankit.config import FIELDS
+from gankit.config import DEFAULT_EVAL_METRICS, FIELDS, field_help
 from gankit.errors import RunFailed, UserError
 from gankit.presets import DEFAULT_PRESET, PRESETS, describe
 
-# Kept here (not imported from gankit.metrics) so that `gankit --help` does not import the metrics.
-DEFAULT_METRICS_TEXT = ("fid", "kid", "pr", "coverage", "classes")
+# Flags that several subcommands take, spelled once: name -> (option strings, argparse keywords).
+# A subcommand names the ones it takes (`_shared(p, "device", "quiet")`), with its own help text where
+# the flag means more there.
+_GENERATOR_TARGET = "RUN_DIR|CHECKPOINT|EXPORT"
+SHARED_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "generator": (("target",), {"metavar": _GENERATOR_TARGET, "help": "a run directory (its newest intact checkpoint), "
+                                "a checkpoint file, or a folder from `gankit export`"}),
+    "device": (("--device",), {"default": "auto", "help": "auto (CUDA, then MPS, else CPU), cpu, cuda or mps"}),
+    "seed": (("--seed",), {"type": int, "default": 0, "help": "the same seed draws the same images (default 0)"}),
+    "quiet": (("-q", "--quiet"), {"action": "store_true", "help": "no progress bar or messages"}),
+    "image_size": (("--image-size",), {"type": int, "default": None, "metavar": "S", "help": field_help("image_size")}),
+    "fit": (("--fit",), {"choices": config_mod.FITS, "default": "crop", "help": field_help("fit")}),
+    "alpha": (("--alpha",), {"choices": config_mod.ALPHAS, "default": "white", "help": field_help("alpha")}),
+    "data_dir": (("--data-dir",), {"default": None, "help": field_help("data_dir")}),
+}
 
 
-def _field_help() -> dict[str, str]:
-    """The comment after each field in config.py is its flag's help (one source of truth)."""
-    helps = {}
-    for line in inspect.getsource(config_mod.Config).splitlines():
-        m = re.match(r"\s{4}(\w+): [^=]+=\s*(.+?)\s+#\s*(.+)$", line)
-        if m:
-            helps[m.group(1)] = m.group(3)
-    return helps
+def _shared(parser: argparse.ArgumentParser, *names: str, **helps: str) -> None:
+    """Add the shared flags `names` to a subcommand; `helps` gives a flag a help of its own there."""
+    for name in names:
+        options, keywords = SHARED_FLAGS[name]
+        parser.add_argument(*options, **{**keywords, **({"help": helps[name]} if name in helps else {})})
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    helps = _field_help()
+    """Every Config field as a flag, its help from the field's metadata (gankit/config.py)."""
     group = parser.add_argument_group(
         "config fields", "Each overrides the preset's value; [default] is the value where no preset sets one.")
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         default = f.default
-        kind = str(f.type)
-        extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
+        extra = {"nargs": "?", "const": "true"} if str(f.type) == "bool" else {}
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=name.split("_")[-1].upper(),
-                           help=f"{helps.get(name, '')} [default: {shown}]".strip(), **extra)
+                           help=f"{field_help(name)} [default: {shown}]", **extra)
 
 
 def _flag_values(args: argparse.Namespace) -> dict:
@@ -247,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default: runs/<preset>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    _shared(p, "quiet")
     p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
                    help="under torchrun: how long a process waits for the others before it stops with an error "
                         "(default 600)")
@@ -256,10 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw images from a trained generator",
                        description="Draw images from a trained generator (its EMA copy where the run kept one).")
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|EXPORT", help="a run directory (its newest intact checkpoint), a checkpoint file, or a folder from `gankit export`")
+    _shared(p, "generator")
     p.add_argument("-n", type=int, default=64, help="how many images (default 64)")
     p.add_argument("--out", required=True, help="a folder (numbered PNGs), FILE.npz, or grid.png")
-    p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
+    _shared(p, "seed")
     p.add_argument("--nrow", type=int, default=None, help="images per row of a grid")
     p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
                    help="conditional generators: draw only class K")
@@ -267,20 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditional generators: -n images of every class, a row per class in a grid")
     p.add_argument("--scale", type=int, default=1, help="enlarge a grid's pixels this many times")
     p.add_argument("--batch-size", type=int, default=500, help="images drawn per call of G (default 500)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no message")
+    _shared(p, "device", "quiet", quiet="no message")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("interpolate", help="walk the latent space between random points",
                        description="Walk the latent space between random points (spherically for Gaussian noise); "
                                    "a class-conditional generator keeps one class along each walk.")
-    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|EXPORT", help="a run directory (its newest intact checkpoint), a checkpoint file, or a folder from `gankit export`")
+    _shared(p, "generator")
     p.add_argument("--out", required=True, help="walk.gif (animated) or walk.png (a row per walk)")
     p.add_argument("--rows", type=int, default=8, help="how many walks (default 8)")
     p.add_argument("--steps", type=int, default=10, help="images along each walk (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="the same seed walks the same paths (default 0)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no message")
+    _shared(p, "seed", "device", "quiet", seed="the same seed walks the same paths (default 0)", quiet="no message")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("eval", help="score a run, a checkpoint or a set of images against real data",
@@ -288,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "real-data floor beside each number.")
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|EXPORT|IMAGES",
                    help="a run, a checkpoint, a folder from `gankit export`, or images: an .npz/.npy file or a folder")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS_TEXT),
+    p.add_argument("--metrics", default=",".join(DEFAULT_EVAL_METRICS),
                    help="comma-separated: fid, kid, pr, coverage, classes, is (default: %(default)s)")
     p.add_argument("-n", type=int, default=10_000, help="generated images to score (default 10000)")
     p.add_argument("--dataset", help="reference data (default: the run's dataset; required for bare images)")
@@ -303,8 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "score CIFAR-10 (the floor then comes from the test split)")
     p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
     p.add_argument("--no-cache", action="store_true", help="recompute reference features")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated images (default 0)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
+    _shared(p, "seed", "device", seed="seed of the generated images (default 0)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train-evaluator", help="train the network whose features `gankit eval` uses",
@@ -320,14 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="classifier: passes over the training images (default 8)")
     p.add_argument("--steps", type=int, default=None,
                    help="self-supervised: training steps of 128 pictures (default 300)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="where to look for the dataset's files first")
-    p.add_argument("--image-size", type=int, default=None, metavar="S",
-                   help="pictures: read at this size, as the runs to be scored were (default: as `gankit train` would)")
-    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop", help="pictures: as `gankit train --fit`")
-    p.add_argument("--alpha", choices=("white", "black", "keep"), default="white",
-                   help="pictures: as `gankit train --alpha`")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    _shared(p, "seed", "data_dir", "image_size", "fit", "alpha", "quiet", seed="seeds the extractor's training (default 0)",
+            image_size="pictures: read at this size, as the runs to be scored were (default: as `gankit train` would)",
+            quiet="no progress messages")
     p.set_defaults(func=cmd_train_evaluator)
 
     p = sub.add_parser("export", help="write a generator as safetensors + JSON for sharing",
@@ -354,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", help="comma-separated (default: all)")
     p.add_argument("--dataset", default=None,
                    help="images to train on (default: fashion-mnist where found, else the embedded mnist-5k)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda or mps")
+    _shared(p, "device")
     p.add_argument("--seconds", type=float, default=4.0, help="length of one timed turn (default 4)")
     p.add_argument("--rounds", type=int, default=3, help="turns per contender (default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
@@ -364,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images drawn to time sampling (default 10000; the table gives the time per 10k)")
     p.add_argument("--compile", action="store_true", help="also time gankit with --compile")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the table, no line per preset")
+    _shared(p, "quiet", quiet="only the table, no line per preset")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("prepare", help="decode a folder or ZIP of pictures once into gankit's cache, ahead of training",
@@ -373,23 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "changes. Training does this by itself on first use; this does it ahead, "
                                    "and lists or clears the cache.")
     p.add_argument("source", nargs="?", metavar="FOLDER|ZIP", help="the pictures (with --clear: only its sets)")
-    p.add_argument("--image-size", type=int, default=None, metavar="S",
-                   help="side in pixels (default: the pictures' own when all share one square size, else 32 or 64)")
-    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
-                   help="non-square pictures: centre crop, pad with the background, or stretch (default crop)")
-    p.add_argument("--alpha", choices=("white", "black", "keep"), default="white",
-                   help="transparency: composite onto white or black, or keep RGBA (default white)")
+    _shared(p, "image_size", "fit", "alpha",
+            image_size="side in pixels (default: the pictures' own when all share one square size, else 32 or 64)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core, up to 8)")
     p.add_argument("--list", action="store_true", help="list the prepared sets in the cache")
     p.add_argument("--clear", action="store_true", help="remove prepared sets (all, or those of FOLDER|ZIP)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _shared(p, "quiet", quiet="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("datasets", help="list datasets and whether they are available here")
-    p.add_argument("--data-dir", default=None, help="also look for dataset files here")
+    _shared(p, "data_dir", data_dir="also look for dataset files here")
     p.set_defaults(func=cmd_datasets)
     for p in sub.choices.values():  # a flag the subcommand does not know is reported with its usage
         p.set_defaults(subparser=p)

@@ -29,6 +29,9 @@ DATA_PLACEMENTS = ("auto", "device", "host", "mmap")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_METRICS = ("fid", "kid", "pr", "coverage", "classes", "is")
+# What `gankit eval` and `gankit.evaluate` score when no --metrics are given (the training's own evaluations
+# take the cheaper `eval_metrics` field below).
+DEFAULT_EVAL_METRICS = ("fid", "kid", "pr", "coverage", "classes")
 
 
 # What a resumed run may change of each field (`gankit train --resume RUN --FIELD ...`):

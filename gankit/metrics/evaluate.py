@@ -14,13 +14,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from gankit.config import EVAL_METRICS
+from gankit.config import DEFAULT_EVAL_METRICS, EVAL_METRICS
 from gankit.errors import UserError
 from gankit.metrics import scores
 from gankit.metrics.reference import Features, RealSet, cached_features, reference_and_floor
 
 METRICS = EVAL_METRICS
-DEFAULT_METRICS = ("fid", "kid", "pr", "coverage", "classes")
+DEFAULT_METRICS = DEFAULT_EVAL_METRICS
 CLASS_METRICS = ("classes", "is")  # need an extractor's class predictions
 # Both extractors take grey or RGB only; what they do to RGBA (--alpha keep) goes in the protocol,
 # because scores of composited pictures are not scores of the alpha channel.

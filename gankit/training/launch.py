@@ -50,24 +50,27 @@ def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False
     return run.fit()
 
 
+def resume_config(run_dir: Path, overrides: dict) -> tuple[dict, Config, Config]:
+    """(the run's info, its saved config, the config it would resume with): the check every resume
+    runs, `--dry-run` too. Raises UserError when `overrides` change a field that a resume may not
+    (see `resume=` in gankit/config.py: what a run computes stays as it was)."""
+    info = RunDir(run_dir).read_info("--resume")
+    saved = make_config(info["config"])
+    wanted = make_config(info["config"], overrides)
+    changed = {k: v for k, v in diff(saved, wanted).items() if k not in RESUMABLE_FIELDS}
+    if changed:
+        lines = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in changed.items())
+        raise UserError(f"--resume {run_dir}: that run was made with another config ({lines}). "
+                        f"Drop those flags to continue it, or start a new run with --out")
+    return info, saved, wanted
+
+
 def resume(run_dir: Path, overrides: dict, *, quiet: bool = False, dist: Dist | None = None) -> dict:
     """Continue the run in `run_dir` from its newest checkpoint; overrides may only change
-    length and logging fields (RESUMABLE_FIELDS). The number of processes may differ from the
+    length, logging and arithmetic fields (RESUMABLE_FIELDS). The number of processes may differ from the
     run's (`dist`, gankit.training.distributed): rank 0 reads the checkpoint and sends it to the others."""
     rundir, dist = RunDir(run_dir), dist or Dist()
-
-    def read_config() -> tuple[dict, Config, Config]:
-        info = rundir.read_info("--resume")
-        saved = make_config(info["config"])
-        wanted = make_config(info["config"], overrides)
-        changed = {k: v for k, v in diff(saved, wanted).items() if k not in RESUMABLE_FIELDS}
-        if changed:
-            lines = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in changed.items())
-            raise UserError(f"--resume {run_dir}: that run was made with another config ({lines}). "
-                            f"Drop those flags to continue it, or start a new run with --out")
-        return info, saved, wanted
-
-    info, saved, wanted = dist.on_main(read_config)
+    info, saved, wanted = dist.on_main(lambda: resume_config(run_dir, overrides))
     run = Run(wanted, rundir.path, preset=info.get("preset"), quiet=quiet, dist=dist)
     _prepare_resume(run, info, wanted != saved)
     return run.fit()

@@ -1,14 +1,15 @@
 """The training loop: build a run from its Config, then train it as a sequence of phases.
 
-    build      data (gankit.data), nets (gankit.nets), the training state (gankit.training.state)
-    each step  (1) D updates on real batches (gankit.training.batches) and fakes, (2) one G update, G's EMA
-               (the maths: gankit.training.step, gankit.training.losses), then the divergence check (gankit.training.divergence)
-    on schedule (gankit.training.schedule): a log line, the sample grid (gankit.run.training_views), an evaluation
-               (gankit.training.periodic_eval), a checkpoint (gankit.run.checkpoint) and the views redrawn
+    build      data (gankit.data), nets (gankit.nets), the training state (state.py)
+    each step  (1) D updates on real batches (batches.py) and fakes, (2) one G update, G's EMA
+               (the arithmetic: step.py, d_calls.py, losses.py), then the divergence check (divergence.py)
+    on schedule (schedule.py): a log line, the sample grid (gankit.run.training_views), an evaluation
+               (periodic_eval.py), a checkpoint (gankit.run.checkpoint) and the views redrawn
 
 Everything a step depends on goes into each checkpoint, so a resumed run computes exactly what an
-uninterrupted one would have. The run directory's files are gankit.run.rundir's. Under torchrun, one Run
-per process trains together with the others (gankit.training.distributed): rank 0 alone writes and prints.
+uninterrupted one would have. The run directory's files are gankit.run.rundir's. Under torchrun, one
+Run per process trains together with the others (distributed.py): rank 0 alone writes and prints.
+Files named without a package are this one's, gankit/training/.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gankit.training.distributed import Dist, batch_split, describe_batch
 from gankit.training.divergence import DivergenceGuard
 from gankit.errors import UserError
 from gankit.training.health import LiveHealth
+from gankit.training.progress import progress_display
 from gankit.training.overfitting_probe import HeldOutProbe, split_holdout
 from gankit.nets.spec import net_spec
 from gankit.training.compute import pick_device
@@ -240,10 +242,8 @@ class Run:
             self.draw_grid()  # the noise G starts from
         self.guard.remember(self.state.state_dict())
         bar = None
-        if not self.quiet:
-            from tqdm import tqdm
-            bar = tqdm(total=self.total_steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
-                       smoothing=0.1)
+        if not self.quiet:  # a bar in a terminal, a line every few seconds in a log (gankit/training/progress.py)
+            bar = progress_display(self.total_steps, self.progress.step)
         tick, stopped_early = _Tick(), False
         deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
         try:
