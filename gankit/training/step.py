@@ -59,6 +59,9 @@ class GANStep:
         self.aux_classes = int(getattr(d, "aux_classes", 0))
         self.augment = parse_augment_policy(cfg.augment)
         self.ada = ada if ada is not None else ada_for_config(cfg, device)
+        # What D's inputs go through, in order (--augment and --ada are exclusive; config.py checks)
+        self.d_augments = ([functools.partial(diff_augment, policy=self.augment)] if self.augment else []) + (
+            [self.ada] if self.ada is not None else [])
         to_channels_last(g, cfg.channels_last)
         to_channels_last(d, cfg.channels_last)
         # --- several processes (gankit.training.distributed): one of N replicas, nets wrapped in DDP ---
@@ -104,10 +107,8 @@ class GANStep:
         step's). DiffAugment or ADA first (both real and
         fake pass through it, so D never learns the augmentations as a tell), then instance noise
         (Sønderby et al.), which blurs both distributions early."""
-        if self.augment:
-            x = diff_augment(x, self.augment)
-        if self.ada is not None:
-            x = self.ada(x)
+        for augment in self.d_augments:
+            x = augment(x)
         if noise_sigma > 0:
             x = x + noise_sigma * torch.randn_like(x)
         if self.cfg.channels_last and x.dim() == 4:
