@@ -21,6 +21,7 @@ CONDITIONINGS = ("none", "projection", "acgan", "auto")
 LATENT_DISTS = ("normal", "uniform")
 LR_DECAYS = ("none", "keras-time", "linear")
 G_BATCHNORMS = ("none", "post", "pre")
+G_UPSAMPLES = ("transposed", "resize")
 INITS = ("default", "pytorch", "keras", "xavier", "dcgan")
 SPLITS = ("train", "test", "train+test")
 FITS = ("crop", "pad", "stretch")
@@ -89,6 +90,12 @@ class Config:
     d_dropout: float = setting(0.0, "dropout in D after each hidden activation (seed 002 uses 0.3)")
     init: str = setting("default", "weight init; 'default' = the architecture's own")
     spectral_norm: bool = setting(False, "spectral normalisation on every layer of D (Miyato et al. 2018)")
+    g_upsample: str = setting("transposed",
+        "dcgan G's doublings: 'transposed' (4x4 stride-2 transposed convs, the paper's) or 'resize' (nearest x2, "
+        "then a 3x3 conv: no checkerboard)")
+    d_mbstd: int = setting(0,
+        "dcgan D: minibatch standard deviation over groups of this many images before its last conv (StyleGAN); "
+        "0 = off")
     conditioning: str = setting("none",
         "labelled data: 'projection' (class-conditional G, projection D), 'acgan', or 'auto': projection when the "
         "data has labels")
@@ -111,6 +118,9 @@ class Config:
     r2_gamma: float = setting(0.0,
         "R2 penalty on G's images, gamma/2 E|grad D(G(z))|^2; R3GAN sets it equal to --r1-gamma; 0 = off")
     r1_every: int = setting(16, "lazy R1 and R2 (StyleGAN2): every k-th D update, scaled by k")
+    lecam_weight: float = setting(0.0,
+        "LeCam regularisation (Tseng et al. 2021): D's logits held near moving anchors of the other side's; "
+        "StudioGAN uses 0.3; 0 = off")
     augment: str = setting("none", "DiffAugment ops on every image D sees, real and fake: color,translation,cutout")
     ada: str = setting("none",
         "StyleGAN2-ADA's adaptive augmentation of D's inputs: 'default', or a comma list of "
@@ -344,6 +354,9 @@ def validate(cfg: Config) -> Config:
     _check(cfg.r1_gamma >= 0, "r1_gamma", "must be >= 0 (0 turns R1 off)")
     _check(cfg.r2_gamma >= 0, "r2_gamma", "must be >= 0 (0 turns R2 off)")
     _check(cfg.r1_every >= 1, "r1_every", "must be at least 1")
+    _check(cfg.lecam_weight >= 0, "lecam_weight", "must be >= 0 (0 turns LeCam off)")
+    _check(cfg.g_upsample in G_UPSAMPLES, "g_upsample", f"must be one of {', '.join(G_UPSAMPLES)}")
+    _check(cfg.d_mbstd == 0 or cfg.d_mbstd >= 2, "d_mbstd", "is a group of at least 2 images (or 0: off)")
     _check(cfg.acgan_weight >= 0, "acgan_weight", "must be >= 0")
     _check(cfg.ema_half_life >= 0, "ema_half_life", "is a number of images, >= 0 (0 turns EMA off)")
     _check(cfg.ema_rampup is None or cfg.ema_rampup > 0, "ema_rampup", "must be positive (or none)")
@@ -351,6 +364,8 @@ def validate(cfg: Config) -> Config:
                                         or cfg.loss == "wgan-gp")),
            "d_split_update", "Keras' two half-updates of D leave no place for --r1-gamma, --r2-gamma, WGAN-GP's "
            "penalty or ACGAN's class loss; drop --d-split-update (or those)")
+    _check(not (cfg.d_split_update and cfg.lecam_weight > 0), "d_split_update",
+           "Keras' two half-updates of D leave no place for --lecam-weight; drop one of them")
     _check(not (cfg.d_split_update and cfg.loss == "rpgan"), "d_split_update",
            "--loss rpgan judges each real image against a fake in one term, which Keras' two half-updates of D "
            "(one on reals, one on fakes) cannot split; drop --d-split-update or choose another --loss")

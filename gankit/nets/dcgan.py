@@ -3,6 +3,11 @@
 The image side S = b * 2^k with base b in {4, 7} and k >= 2 (16, 28, 32, 56, 64, 112, 128, ...).
 G projects z to a b x b map of width * 2^(k-1) channels, then k stride-2 4x4 transposed convs
 each double the side and halve the channels, the last one to C channels. D mirrors it.
+
+Two departures, off by default: `g_upsample="resize"` doubles the side by nearest-neighbour
+resizing and a 3x3 conv instead (Odena et al. 2016: a stride-2 transposed conv overlaps its
+kernel unevenly and leaves a checkerboard), and `d_mbstd` puts a minibatch-stddev layer before
+D's last conv (gankit/nets/minibatch_std.py).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from torch import nn
 
 from gankit.errors import UserError
 from gankit.nets.layers import UnconditionalNet, batchnorm2d, d_dropout, to_logits
+from gankit.nets.minibatch_std import MinibatchStd
 from gankit.nets.spec import NetSpec
 
 BASES = (4, 7)  # 4 is the paper's 64 px net; 7 gives the 28 px MNIST sizes
@@ -32,6 +38,13 @@ def supported_sides(up_to: int = 256) -> list[int]:
     return [s for s in range(1, up_to + 1) if factor(s)]
 
 
+def double(ch_in: int, ch_out: int, upsample: str, bias: bool) -> list[nn.Module]:
+    """The layers that double the side: a 4x4 stride-2 transposed conv, or a resize and a 3x3 conv."""
+    if upsample == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch_in, ch_out, 3, 1, 1, bias=bias)]
+    return [nn.ConvTranspose2d(ch_in, ch_out, 4, 2, 1, bias=bias)]
+
+
 class DCGANGenerator(UnconditionalNet):
     """z [N, latent_dim] -> ConvT(b x b)->BN->ReLU -> (ConvT 4/2/1->BN->ReLU) x (k-1) -> ConvT -> tanh."""
 
@@ -45,10 +58,9 @@ class DCGANGenerator(UnconditionalNet):
                                    nn.ConvTranspose2d(spec.latent_dim, ch, base, 1, 0, bias=False),
                                    batchnorm2d(ch, spec), nn.ReLU()]
         for _ in range(doublings - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), batchnorm2d(ch // 2, spec),
-                       nn.ReLU()]
+            layers += [*double(ch, ch // 2, spec.g_upsample, bias=False), batchnorm2d(ch // 2, spec), nn.ReLU()]
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, c, 4, 2, 1), nn.Tanh()]
+        layers += [*double(ch, c, spec.g_upsample, bias=True), nn.Tanh()]
         super().__init__(*layers)
         self.latent_dim = spec.latent_dim
 
@@ -66,7 +78,9 @@ class DCGANDiscriminator(UnconditionalNet):
             layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), batchnorm2d(ch * 2, spec),
                        nn.LeakyReLU(LEAKY_SLOPE), *d_dropout(spec)]
             ch *= 2
-        layers += [nn.Conv2d(ch, 1, base, 1, 0), to_logits()]
+        if spec.d_mbstd:
+            layers.append(MinibatchStd(spec.d_mbstd))
+        layers += [nn.Conv2d(ch + (1 if spec.d_mbstd else 0), 1, base, 1, 0), to_logits()]
         super().__init__(*layers)
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # only for the annotation: the nets do not depend on the Conf
     from gankit.config import Config
 
 G_BATCHNORM_PLACEMENTS = ("none", "post", "pre")
+G_UPSAMPLES = ("transposed", "resize")
 # "projection": Miyato & Koyama 2018; "acgan": Odena et al. 2017 (D also classifies its input).
 CONDITIONINGS = ("none", "projection", "acgan")
 
@@ -44,6 +45,8 @@ class NetSpec:
     num_classes: int = 0  # classes of the labels y; 0 = unconditional
     conditioning: str = "none"  # one of CONDITIONINGS
     spectral_norm: bool = False  # spectrally normalise every conv/linear/embedding layer of D
+    g_upsample: str = "transposed"  # dcgan G's doublings: "transposed" convs or "resize" (nearest x2, 3x3 conv)
+    d_mbstd: int = 0  # dcgan D: minibatch-stddev group before the last conv; 0 = none
 
 
 def check_square_side(arch: str, image_shape: tuple[int, int, int], sides) -> None:
@@ -95,6 +98,11 @@ def validate_spec(spec: NetSpec) -> None:
         raise UserError(f"unknown --init {spec.init!r}; choose default, {', '.join(INIT_SCHEMES)}")
     if not isinstance(spec.spectral_norm, bool):
         raise UserError(f"--spectral-norm is on or off (True/False), got {spec.spectral_norm!r}")
+    if spec.g_upsample not in G_UPSAMPLES:
+        raise UserError(f"--g-upsample must be one of {', '.join(G_UPSAMPLES)}, got {spec.g_upsample!r}")
+    if (spec.g_upsample != "transposed" or spec.d_mbstd) and spec.arch != "dcgan":
+        raise UserError(f"--g-upsample and --d-mbstd are options of --arch dcgan, not {spec.arch}: "
+                        f"use --arch dcgan, or drop them")
     if spec.conditioning not in CONDITIONINGS:
         raise UserError(f"unknown --conditioning {spec.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
     if isinstance(spec.num_classes, bool) or not isinstance(spec.num_classes, int) or spec.num_classes < 0:
@@ -112,4 +120,5 @@ def net_spec(cfg: "Config", image_shape: tuple[int, int, int], num_classes: int 
                    g_widths=tuple(cfg.g_widths), d_widths=tuple(cfg.d_widths), width=cfg.width,
                    g_batchnorm=cfg.g_batchnorm, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps,
                    d_dropout=cfg.d_dropout, init=cfg.init, num_classes=num_classes,
-                   conditioning=cfg.conditioning, spectral_norm=cfg.spectral_norm)
+                   conditioning=cfg.conditioning, spectral_norm=cfg.spectral_norm, g_upsample=cfg.g_upsample,
+                   d_mbstd=cfg.d_mbstd)

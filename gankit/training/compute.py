@@ -52,6 +52,13 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def mixes_images(net: nn.Module) -> bool:
+    """Whether an image's output depends on the other images of its batch: BatchNorm, or a layer
+    that says so (`mixes_images = True`, as the minibatch-stddev layer). Real and fake images must
+    then go through D in separate calls; otherwise one call does both."""
+    return has_batchnorm(net) or any(getattr(m, "mixes_images", False) for m in net.modules())
+
+
 def has_batchnorm(net: nn.Module) -> bool:
     """BatchNorm makes an output depend on the rest of the batch, so real and fake images must
     then go through D in separate calls (as in the seeds); without it one call does both."""

@@ -137,7 +137,8 @@ class Run:
         self.state = TrainingState(cfg, g.to(self.device), d.to(self.device), self.device, self.dist, about,
                                    total_images=self.total_steps * self.global_batch * cfg.d_steps)
         self.gan_step = GANStep(cfg, g, d, self.state.opt_g, self.state.opt_d, self.device, warn=self.dist.warn,
-                                replica=self.dist.replica(self.batch, self.device), ada=self.state.ada)
+                                replica=self.dist.replica(self.batch, self.device), ada=self.state.ada,
+                                lecam=self.state.lecam)
         # -- what watches and shows the run
         self.guard = DivergenceGuard(cfg, self.dist)
         self.health = LiveHealth()

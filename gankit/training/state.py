@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gankit.augment.ada import ada_for_config
+from gankit.training.lecam import LeCamAnchors
 from gankit.config import Config
 from gankit.training.distributed import Dist
 from gankit.training.ema import GeneratorEMA
@@ -64,6 +65,7 @@ class TrainingState:
                                       eps=cfg.adam_eps, foreach=True)
         # ADA's p; `total_images` (the run's length) sets how fast it may move unless --ada-length does.
         self.ada = ada_for_config(cfg, device, total_images, mean=dist.mean)
+        self.lecam = LeCamAnchors(device, mean=dist.mean) if cfg.lecam_weight > 0 else None
         self.progress = Progress()
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # the order of the real images
         # The fixed grid latents come from their own generator so they never shift the training RNG.
@@ -100,6 +102,7 @@ class TrainingState:
             "rng": rng,
             "fixed_z": self.fixed_z,
             "ada": self.ada.state_dict() if self.ada is not None else None,
+            **({"lecam": self.lecam.state_dict()} if self.lecam is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -118,3 +121,5 @@ class TrainingState:
         self.fixed_z = state["fixed_z"]
         if self.ada is not None and state.get("ada") is not None:  # files of older versions have no "ada"
             self.ada.load_state_dict(state["ada"])
+        if self.lecam is not None:
+            self.lecam.load_state_dict(state["lecam"])

@@ -3,7 +3,7 @@
 loop.py decides when and on which batches; this file decides how, as phases with one path each:
 
     d_main          D's loss on a real and a fake batch (and ACGAN's class loss)
-    d_regularisers  WGAN-GP's penalty; R1 on reals and R2 on fakes, lazily every r1_every updates
+    d_regularisers  WGAN-GP's penalty; R1 on reals and R2 on fakes, lazily every r1_every updates; LeCam
     g_main          G's loss; a relativistic loss judges each fake against a real image
     after the step  ADA's p; G's EMA is the loop's (gankit/training/ema.py)
 
@@ -28,9 +28,10 @@ from gankit.augment.diffaugment import diff_augment, parse_augment_policy
 from gankit.config import Config
 from gankit.training.distributed import Replica
 from gankit.training.d_calls import CallEach, Judged, OneCall
+from gankit.training.lecam import LeCamAnchors
 from gankit.training.losses import LOSSES, Loss, gradient_penalty
 from gankit.nets.latents import sample_latent
-from gankit.training.compute import autocast, compiled, has_batchnorm, resolve_precision, to_channels_last, warn_stderr
+from gankit.training.compute import autocast, compiled, mixes_images, resolve_precision, to_channels_last, warn_stderr
 
 STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_sign_real", "d_class_loss",
              "d_updates")
@@ -51,7 +52,8 @@ class GANStep:
 
     def __init__(self, cfg: Config, g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
                  opt_d: torch.optim.Optimizer, device: torch.device, *, warn=warn_stderr,
-                 replica: Replica | None = None, ada: AdaptiveAugment | None = None):
+                 replica: Replica | None = None, ada: AdaptiveAugment | None = None,
+                 lecam: LeCamAnchors | None = None):
         self.cfg, self.g, self.d, self.opt_g, self.opt_d, self.device = cfg, g, d, opt_g, opt_d, device
         self.loss: Loss = LOSSES[cfg.loss]
         self.dtype = resolve_precision(cfg.precision, device)
@@ -59,6 +61,7 @@ class GANStep:
         self.aux_classes = int(getattr(d, "aux_classes", 0))
         self.augment = parse_augment_policy(cfg.augment)
         self.ada = ada if ada is not None else ada_for_config(cfg, device)
+        self.lecam = lecam if lecam is not None or cfg.lecam_weight == 0 else LeCamAnchors(device)
         # What D's inputs go through, in order (--augment and --ada are exclusive; config.py checks)
         self.d_augments = ([functools.partial(diff_augment, policy=self.augment)] if self.augment else []) + (
             [self.ada] if self.ada is not None else [])
@@ -74,7 +77,7 @@ class GANStep:
         self.d_frozen_call = compiled(d, device, cfg.compile, warn=warn) if self.replica.wrap else self.d_call
         # --- end several processes ---
         # Where D has no BatchNorm, real and fake go through it in one call (gankit/training/d_calls.py).
-        self.d_calls = CallEach() if cfg.d_split_update or has_batchnorm(d) else OneCall()
+        self.d_calls = CallEach() if cfg.d_split_update or mixes_images(d) else OneCall()
         self.d_phase = self._d_split if cfg.d_split_update else self._d_together
         self.last_logits: tuple[Tensor, Tensor] | None = None  # for TensorBoard's histograms
 
@@ -194,7 +197,8 @@ class GANStep:
     def d_regularisers(self, judged, batches, penalised: tuple[bool, bool]) -> list[Tensor]:
         """The terms D's regularisers add to its loss this update, in order: WGAN-GP's gradient
         penalty (every update), then R1 on reals and R2 on fakes where `penalised` (lazily: gamma/2 *
-        E|grad D|^2, weighted r1_every times to keep its average strength; StyleGAN2, appendix B)."""
+        E|grad D|^2, weighted r1_every times to keep its average strength; StyleGAN2, appendix B),
+        then LeCam's (every update, from the logits D's loss used)."""
         cfg, terms = self.cfg, []
         (real, real_y), (fake, _) = batches
         if self.loss.gradient_penalty:
@@ -203,6 +207,8 @@ class GANStep:
             r1, r2 = self.d_calls.penalties(judged, penalised)
             gammas = (cfg.r1_gamma, cfg.r2_gamma)
             terms += [cfg.r1_every * (gamma / 2) * value for gamma, value in zip(gammas, (r1, r2)) if value is not None]
+        if self.lecam is not None:
+            terms.append(cfg.lecam_weight * self.lecam.penalty(*judged.logits))
         return terms
 
     def _d_together(self, judge, batches, targets, with_penalties: bool):
