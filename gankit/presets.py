@@ -67,8 +67,10 @@ PRESETS: dict[str, dict] = {
                   "on greyscale data",
         **_FAST_RECIPE,
         "dataset": "mnist-5k",
-        # About two minutes on a 2-core laptop CPU; FID 6.9 (5,000 samples against half the digits),
-        # where 600 steps gave 12.9: this recipe starts slower than the previous one on 5,000 digits.
+        # About two minutes on a 2-core CPU (113 s, docs/measurements.md "The demo"). FID 6.9 (5,000
+        # samples against half the digits) on the quality table's earlier build, where 600 steps gave
+        # 12.9: this recipe starts slower than the previous one on 5,000 digits. On the current build
+        # `gankit eval runs/demo` gives 6.54 (10,000 samples; the README's example of `gankit eval`).
         # Counted in images (900 steps of 128), not steps, so that another --batch-size or another
         # dataset trains on as many images: a small folder as long as a large one.
         "images": 115_200,
