@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU, one go: a 5-minute `fast` run on Fashion-MNIST and its FID, `gankit bench` per preset,
+# The GPU figures of docs/measurements.md in one go.
+# A 5-minute `fast` run on Fashion-MNIST and its FID, `gankit bench` per preset,
 # one GPU under torchrun vs none, and --compile on vs off. Writes JSON (and the run's metrics and
 # last grid) to $OUT (default benchmarks/results/gpu). Needs Fashion-MNIST where gankit looks
 # (`gankit datasets`; e.g. GANKIT_DATA=DIR holding DIR/fashion-mnist/*.gz). About 9 minutes on an H200.

@@ -1,5 +1,6 @@
-"""A real folder of pictures as it comes, through gankit: decode once, load from the cache, train
-from the device, host memory or the memory-mapped file.
+"""A real folder of pictures through gankit: first decode, cached load, training by data placement.
+
+Decode once, load from the cache, train from the device, host memory or the memory-mapped file.
 
 On Debian's openclipart-png (8,121 clip-art PNGs in 22 category folders: every mode, size and
 aspect, much transparency; installed with apt-get when missing and possible), at each size:

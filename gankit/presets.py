@@ -3,7 +3,7 @@
 A preset is a dict of Config fields laid over the defaults; flags and config files go on top.
 Each seed preset's values are facts from the tutorial it names; where we depart from the
 tutorial the comment says so and why. `default` and `fast` are gankit's own recipe (below), the
-winner of the README's quality table.
+winner of the quality table in docs/measurements.md.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ from gankit.errors import UserError
 # Keras' BatchNormalization defaults are momentum=0.99 (PyTorch 0.01) and epsilon=1e-3.
 _KERAS_BN = {"bn_momentum": 0.01, "bn_eps": 1e-3}
 
-# The recipe that won the quality table (benchmarks/quality_table.py, README "Better GANs per
-# CPU-minute"): Radford et al.'s DCGAN nets and non-saturating loss, made class-conditional with a
-# projection D (Miyato & Koyama 2018) where the data has labels, with an EMA of G's weights for
-# sampling (StyleGAN2-ADA's settings scaled to 28 px), G's step reusing D's fakes, and Adam at 5e-4
-# instead of the paper's 2e-4. FID on Fashion-MNIST after 5 / 20 minutes on a 2-core CPU: 14.3 /
-# 4.20 (three seeds); at 2e-4 30.9 / 5.29 (seed 0); the previous recipe, seed 003's InfoGAN nets
-# with LSGAN at 1e-3, 23.0 / 15.0 (fast early, then stalled); DCGAN nets with that LSGAN optimiser
-# 44.0 at 5 minutes.
+# The recipe that won the quality table (benchmarks/quality_table.py; docs/measurements.md, "Better
+# GANs per CPU-minute"): Radford et al.'s DCGAN nets and non-saturating loss, made class-conditional
+# with a projection D (Miyato & Koyama 2018) where the data has labels, with an EMA of G's weights
+# for sampling (StyleGAN2-ADA's settings scaled to 28 px), G's step reusing D's fakes, and Adam at
+# 5e-4 instead of the paper's 2e-4. FID on Fashion-MNIST after 5 minutes of a 2-core CPU on the
+# current build: 9.13 (seed 0, 5,000 samples; benchmarks/colour_table.py --sets fashion-mnist).
+# On the earlier build of the quality table (10,000 samples, 284k images in 5 minutes where the
+# current build trains 425k), after 5 / 20 minutes: 14.3 / 4.20 (three seeds); at 2e-4 30.9 / 5.29
+# (seed 0); the previous recipe, seed 003's InfoGAN nets with LSGAN at 1e-3, 23.0 / 15.0 (fast
+# early, then stalled); DCGAN nets with that LSGAN optimiser 44.0 at 5 minutes.
 _FAST_RECIPE = {
     "arch": "dcgan",
     "conditioning": "auto",  # projection D when the data has labels, unconditional otherwise
@@ -42,8 +44,9 @@ _FAST_RECIPE = {
 # BatchNorm) with an EMA of G's weights for sampling. On 722 tuxpaint stamps at 32 px, 5 minutes of a
 # 2-core CPU, FID on the set's own classifier / self-supervised extractor: `dcgan` 10.2 / 96.6, with
 # the EMA 11.4 / 57.2, `fast` 201 / 307 (a projection D on 17 small classes and Adam at 5e-4 let D
-# memorise), `fast` with ADA 82.3 / 176, `dcgan` with ADA 66.2 / 354 (p rose to 0.97 and its ops
-# leaked into the samples), with ADA at the paper's slower speed 29.9 / 147.
+# memorise), `fast` with ADA 82.3 / 176, `dcgan` with ADA 66.2 / 354 (p reached 0.9 and its ops
+# leaked into the samples), with ADA at the paper's slower speed 29.9 / 147
+# (benchmarks/results/colour.json).
 _COLOUR_RECIPE = {
     "arch": "dcgan",
     "latent_dim": 100,
@@ -53,7 +56,8 @@ _COLOUR_RECIPE = {
     "batch_size": 128,
     "ema_half_life": 10_000, "ema_rampup": 0.05,
     "reuse_fakes": True,
-    # About 5 minutes at 32 px on a 2-core laptop CPU (700 images a second), 20 at 64 px.
+    # About 5 minutes at 32 px on a 2-core CPU (186k-207k images in 5 minutes on tuxpaint's stamps,
+    # benchmarks/results/colour.json).
     "images": 200_000,
 }
 
@@ -63,8 +67,10 @@ PRESETS: dict[str, dict] = {
                   "on greyscale data",
         **_FAST_RECIPE,
         "dataset": "mnist-5k",
-        # About two minutes on a 2-core laptop CPU; FID 6.9 (5,000 samples against half the digits),
-        # where 600 steps gave 12.9: this recipe starts slower than the previous one on 5,000 digits.
+        # About two minutes on a 2-core CPU (113 s, docs/measurements.md "The demo"). FID 6.9 (5,000
+        # samples against half the digits) on the quality table's earlier build, where 600 steps gave
+        # 12.9: this recipe starts slower than the previous one on 5,000 digits. On the current build
+        # `gankit eval runs/demo` gives 6.54 (10,000 samples; the README's example of `gankit eval`).
         # Counted in images (900 steps of 128), not steps, so that another --batch-size or another
         # dataset trains on as many images: a small folder as long as a large one.
         "images": 115_200,

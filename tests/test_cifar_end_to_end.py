@@ -11,6 +11,7 @@ import pickle
 import tarfile
 
 import numpy as np
+import pytest
 
 from gankit.cli import main
 
@@ -62,8 +63,11 @@ def test_cifar10_train_train_evaluator_and_eval_from_the_archive(tmp_path, capsy
     assert "classifier:cifar10 (128-d)" in printed and "50 generated images vs 60 cifar10 test images" in printed
     assert "real data: 50 cifar10 train images" in printed
     result = json.loads((run / "eval.json").read_text())
-    assert result["metrics"]["fid"] > result["floor"]["fid"] >= 0  # 3 steps of training vs real pictures
-    assert result["metrics"]["classes_missing"] >= 0
+    assert result["metrics"]["fid"] > result["floor"]["fid"]  # 3 steps of training vs real pictures
+    for scored in (result["metrics"], result["floor"]):  # a class is missing below a tenth of its share
+        share = scored["class_share"]
+        assert len(share) == 10 and sum(share) == pytest.approx(1) and all(abs(s * 50 - round(s * 50)) < 1e-9 for s in share)
+        assert scored["classes_missing"] == sum(s < 0.1 / 10 for s in share)
     # As papers score CIFAR-10: against the training images, the floor from the test images.
     assert main(["eval", str(run), "--evaluator", str(evaluator), "-n", "50", "--metrics", "fid",
                  "--reference", "train"]) == 0

@@ -23,7 +23,9 @@ The documents are read when the tests run, so this checks whatever they say toda
   part resolves with --dry-run), the long benchmark scripts (their --help lists the flags shown),
   `make test` (this suite) and `make demo` (its gankit lines, from `make -n`, run made small).
 * When a block shows a command's output and that output is a `gankit ...: error: ...` line, the
-  command must fail with exactly that line.
+  command must fail with exactly that line. Any other output shown under a `$ ` command must be
+  what the command, made small, prints now, line for line, with every number read as a number
+  (made small, the numbers differ; the rows, their order and the words may not).
 * Each ```python block runs too (in the same sandbox, in order), with `gankit.train` and
   `gankit.evaluate` made small the same way. A block whose info string says `no-run` is skipped.
 
@@ -432,7 +434,22 @@ def run_gankit(argv: list[str], item: Item, box: Sandbox, capsys, dry_run_only: 
             f"{what}: the document shows the error\n  {error_line}\nbut the command exited {result.code} with\n"
             f"  {first or result.err[-2000:]}")
         return
-    plan(flags, item, box, capsys, dry_run_only)
+    result = plan(flags, item, box, capsys, dry_run_only)
+    if item.output:
+        assert result is not None, (f"{what}: the document shows this command's output, but this test does not "
+                                    f"check the output of `gankit {argv[0]}`; return its Result from the plan")
+        shown, printed = _output_shape(item.output), _output_shape(result.out)
+        assert shown == printed, (f"{what}: the output the document shows is not what the command prints now "
+                                  f"(numbers read as N):\n--- shown\n" + "\n".join(shown)
+                                  + "\n--- printed\n" + "\n".join(printed))
+
+
+NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?")
+
+
+def _output_shape(text: str) -> list[str]:
+    """A command's output with every number replaced by N and runs of spaces by one."""
+    return [" ".join(NUMBER.sub("N", line).split()) for line in text.strip().splitlines() if line.strip()]
 
 
 def _documented_error(item: Item) -> str:
@@ -517,7 +534,7 @@ def plan_generator_reader(flags: Flags, item: Item, box: Sandbox, capsys, dry_ru
     expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
 
 
-def plan_eval(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> None:
+def plan_eval(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> Result | None:
     box.run_dir(_positionals(flags.argv)[0])
     dataset = flags.get("--dataset")
     if dataset and not _available(dataset):
@@ -534,6 +551,7 @@ def plan_eval(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool
             return
     result = expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
     assert "protocol:" in result.out, result.out
+    return result
 
 
 def plan_train_evaluator(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> None:
@@ -620,8 +638,8 @@ def _large_picture_source(path: Path) -> bool:
         return False
 
 
-def plan_as_is(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> None:
-    expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
+def plan_as_is(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> Result:
+    return expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
 
 
 def _positionals(argv: list[str]) -> list[str]:
@@ -644,7 +662,7 @@ PLANS = {
     "sample": plan_generator_reader,
     "interpolate": plan_generator_reader,
     "export": plan_generator_reader,
-    "report": lambda f, i, b, c, d: (b.run_dir(_positionals(f.argv)[0]), plan_as_is(f, i, b, c, d)),
+    "report": lambda f, i, b, c, d: (b.run_dir(_positionals(f.argv)[0]), plan_as_is(f, i, b, c, d))[1],
     "eval": plan_eval,
     "train-evaluator": plan_train_evaluator,
     "compare": plan_compare,
@@ -720,8 +738,8 @@ def run_item(item: Item, box: Sandbox, capsys) -> None:
     for argv in _split(item.text):
         if not _ours(argv):
             continue
-        key = tuple(argv) + (("<error>",) if _documented_error(item) else ())
-        if key in box.done:  # the same command, shown again
+        key = tuple(argv) + (("<error>",) if _documented_error(item) else ("<output>",) if item.output else ())
+        if key in box.done:  # the same command, shown again (with the same kind of output, if any)
             box.notes.append(f"the same command ran at {box.done[key]}")
             continue
         box.done[key] = item.where
@@ -872,6 +890,13 @@ def test_reader_finds_prompts_continuations_inline_spans_and_errors(tmp_path):
     assert _documented_error(items[3]) == "gankit train: error: no"
     assert items[0].tomls == ['preset = "dcgan"\n']
     assert is_reference(_split(items[1].text)[0][1:], items[1]) and not is_reference(["presets"], items[0])
+
+
+def test_output_shape_reads_every_number_as_a_number():
+    shown = "metric    model   real data\nFID      142.02    0.39\nKID    36.52  -0.04434\nprotocol: 10,000 images (128-d)"
+    assert _output_shape(shown) == ["metric model real data", "FID N N", "KID N N", "protocol: N images (N-d)"]
+    assert _output_shape("FID  3.1e-05  1") == ["FID N N"]
+    assert _output_shape(shown) != _output_shape(shown.replace("KID", "density"))
 
 
 def test_api_docstring_example(box, tmp_path, monkeypatch):

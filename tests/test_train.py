@@ -10,6 +10,7 @@ from PIL import Image
 
 from gankit.run.checkpoint import latest, load
 from gankit.cli import main
+from gankit.data import open_dataset
 from gankit.nets.latents import grid_labels
 
 # Tiny networks keep each run to about a second on a laptop CPU.
@@ -38,8 +39,13 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert info["dataset"]["images"] == 5000
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4, 6]
-    for key in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "images_per_s"):
-        assert all(np.isfinite(r[key]) for r in lines), key
+    for r in lines:  # each line: the 2 updates since the last one, of 16 images each
+        # D's accuracies are means of 0/1 verdicts on 32 images; r_t = P(real) - P(fake) on the reals
+        for key in ("d_acc_real", "d_acc_fake"):
+            assert 0 <= r[key] <= 1 and r[key] * 32 == pytest.approx(round(r[key] * 32), abs=1e-4), (key, r)
+        assert r["d_sign_real"] == pytest.approx(2 * r["d_acc_real"] - 1, abs=1e-5)
+        assert 0 < r["d_fake"] < 1 and 0 < r["d_real"] < 1  # bce: D's outputs are probabilities
+        assert r["d_loss"] > 0 and r["g_loss"] > 0 and r["images_per_s"] > 0
     assert lines[-1]["images_seen"] == 6 * 16
     # step 0 (the starting noise), the early schedule, then the end
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
@@ -172,7 +178,8 @@ def test_out_dir_holding_a_run_is_not_overwritten(tmp_path, capsys):
 def test_keep_only_some_classes(tmp_path):
     run = train(tmp_path, "run", "--steps", "2", "--classes", "3")
     info = json.loads((run / "config.json").read_text())
-    assert info["dataset"]["images"] == 5000 // 10 or 400 < info["dataset"]["images"] < 600
+    threes = int((open_dataset("mnist-5k").labels == 3).sum())
+    assert 400 < threes < 600 and info["dataset"]["images"] == threes
 
 
 def test_presets_and_datasets_commands(capsys):

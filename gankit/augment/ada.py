@@ -1,6 +1,7 @@
-"""Adaptive discriminator augmentation (ADA; Karras et al. 2020, StyleGAN2-ADA): the ops of
-gankit.augment.ada_ops on every image D sees, each applied with a probability p that follows how sure D is
-of the training images.
+"""Adaptive discriminator augmentation (ADA): augmentations applied as often as D overfits.
+
+After Karras et al. 2020 (StyleGAN2-ADA): the ops of gankit.augment.ada_ops on every image D sees,
+each applied with a probability p that follows how sure D is of the training images.
 
 ADA's overfitting signal is r_t = E[sign(D(x_real))] (GANStep sums it as "d_sign_real"): about 0
 while D cannot tell training images from fakes, near 1 once it has memorised them. Every

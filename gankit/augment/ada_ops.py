@@ -1,5 +1,7 @@
-"""The augmentations of ADA (Karras et al. 2020, "Training Generative Adversarial Networks with
-Limited Data"), for NCHW images in [-1, 1] with 1, 3 or 4 (RGBA) channels.
+"""ADA's augmentations of a batch: flips, quarter turns, shifts, zoom, colour, cutout.
+
+After Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data"; for NCHW
+images in [-1, 1] with 1, 3 or 4 (RGBA) channels.
 
 Each op is applied to each image on its own with probability p, and is differentiable in the
 images, so G is trained through it. The ranges are the paper's:

@@ -1,5 +1,7 @@
-"""``gankit train-evaluator``: train the evaluation classifier for a dataset and save it, or, for
-pictures without labels (or with ``--self-supervised``), the contrastive extractor."""
+"""``gankit train-evaluator``: train and save the feature extractor `gankit eval --evaluator` reads.
+
+For a labelled dataset the evaluation classifier; for pictures without labels (or with
+``--self-supervised``) the contrastive extractor."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`r3gan`: residual G and D without any normalisation, after R3GAN (Huang et al. 2024, "The GAN
-is dead; long live the GAN! A Modern GAN Baseline"), for square 28, 32 and 64 px images.
+"""`r3gan`: residual G and D without any normalisation, after R3GAN, for 28, 32 and 64 px squares.
+
+R3GAN is Huang et al. 2024, "The GAN is dead; long live the GAN! A Modern GAN Baseline".
 
 Both nets are a linear trunk of stages, one per side length, with residual blocks on it:
 

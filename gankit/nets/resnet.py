@@ -1,5 +1,6 @@
-"""`resnet`: the ResNet GAN of SNGAN (Miyato et al. 2018), as in the CIFAR-10 code of Miyato &
-Koyama's projection-discriminator paper (and Mimicry's SNGAN), for 28, 32 and 64 px squares.
+"""`resnet`: the ResNet G and D of SNGAN (Miyato et al. 2018), for 28, 32 and 64 px squares.
+
+As in the CIFAR-10 code of Miyato & Koyama's projection-discriminator paper (and Mimicry's SNGAN).
 
 G: z -> Linear -> width x b x b (b = 7 at 28 px, else 4) -> up-blocks, each doubling the side
 (28: 7->14->28; 32: 4->8->16->32; 64: 4->8->16->32->64) -> BN -> ReLU -> conv3x3 -> tanh.

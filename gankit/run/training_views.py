@@ -1,6 +1,7 @@
-"""What a run shows while it trains, drawn by rank 0 into the run directory: the fixed-latent grid,
-the loss and FID plots, report.html and progress.gif. They are views of the files (gankit.run.rundir):
-a failure to draw the report never stops training."""
+"""What a run draws while it trains: the fixed-latent grid, plots, report.html, progress.gif.
+
+Rank 0 draws them into the run directory. They are views of the files (gankit.run.rundir): a
+failure to draw the report never stops training."""
 
 from __future__ import annotations
 

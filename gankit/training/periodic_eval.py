@@ -1,5 +1,7 @@
-"""Evaluation during training (--eval-every): FID and the other scores of `eval_n` images from fixed
-latents, logged to metrics.jsonl, with the best checkpoint kept as checkpoints/best.pt."""
+"""Evaluation during training (--eval-every), logged to metrics.jsonl, keeping the best checkpoint.
+
+FID and the other scores of `eval_n` images from fixed latents; the checkpoint with the best FID is
+kept as checkpoints/best.pt."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Stopping a run cleanly: the first SIGINT/SIGTERM asks the loop to finish its step, checkpoint and
-exit; a second one stops at once (KeyboardInterrupt)."""
+"""Stopping a run cleanly on SIGINT or SIGTERM: finish the step, checkpoint, exit.
+
+The first SIGINT/SIGTERM asks the loop to finish its step, checkpoint and exit; a second one stops
+at once (KeyboardInterrupt)."""
 
 from __future__ import annotations
 
