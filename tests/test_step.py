@@ -79,7 +79,6 @@ def test_stats_are_device_tensors_until_the_log_line():
     stats = GANStep.zero_stats()
     step([(real_batch(), None), (real_batch(), None)], 0.0, stats)
     assert isinstance(stats["d_loss"], torch.Tensor) and stats["d_updates"] == 2
-    assert 0.0 <= float(stats["d_acc_real"]) <= 2.0
 
 
 def test_bf16_step_trains_and_keeps_float32_weights():
