@@ -5,7 +5,7 @@
 
 const SLIDER_RANGE = 3;   // slider ends, in standard deviations of the prior
 const WALK_STEPS = 8;     // pictures in an interpolation row
-const TARGET_WIDTH = 320; // about how wide a grid is drawn, in screen pixels
+const TARGET_WIDTH = 330; // about how wide a grid is drawn, in screen pixels (a panel's width)
 const PADDING = 2;        // gankit's grids put 2 pixels around every tile
 
 const state = { models: [], seed: 0, tiles: 16, psi: 1, cls: -1, shifts: [], picks: [] };
@@ -32,8 +32,9 @@ function gridURL(index, model) {
 
 function walkURL(index, model) {
   const [a, b] = state.picks;
+  // Drawn at the grid's scale and shown at the panel's width: a row of 8 stays legible.
   return "/api/interpolation.png?" + query(index, model, { a, b, steps: WALK_STEPS,
-                                                           scale: scaleFor(model, WALK_STEPS, WALK_STEPS) });
+                                                           scale: scaleFor(model, state.tiles, columns(state.tiles)) });
 }
 
 // An image that failed to load: fetch the same URL once more to show the server's sentence.
@@ -138,7 +139,7 @@ function buildSliders() {
       shown.textContent = Number(input.value).toFixed(1);
       redrawSoon();
     });
-    row.append(`direction ${k + 1}`, input, shown);
+    row.append(`dir. ${k + 1}`, input, shown);
     box.appendChild(row);
   }
   const methods = [...new Set(loaded.map((m) => m.directions.method))];
