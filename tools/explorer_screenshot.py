@@ -45,6 +45,7 @@ def main() -> None:
             page.eval_on_selector("#sliders input[data-direction='0']",
                                   "el => { el.value = 1.5; el.dispatchEvent(new Event('input')); }")
             grid = page.locator("img.grid").first
+            page.wait_for_timeout(500)  # the page redraws a slider's move after 80 ms
             page.wait_for_function("[...document.querySelectorAll('img.grid')].every(i => i.complete && i.naturalWidth)")
             box = grid.bounding_box()
             grid.click(position={"x": 12, "y": 12})
