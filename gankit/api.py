@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
     from gankit.training.distributed import Dist
     from gankit.sampling import TrainedGenerator
 
-__all__ = ["Scores", "TrainedRun", "evaluate", "load", "resolve_run", "train", "train_summary"]
+__all__ = ["Scores", "TrainedRun", "evaluate", "evaluate_truncations", "load", "resolve_run", "train",
+           "train_summary"]
 
 DEFAULT_METRICS: tuple[str, ...] = DEFAULT_EVAL_METRICS  # config.py holds no torch: `import gankit` stays light
 
@@ -187,7 +188,8 @@ Images = Union["torch.Tensor", "np.ndarray"]
 def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset: str | None = None, *,
              metrics: Sequence[str] | str = DEFAULT_METRICS, n: int = 10_000, extractor: str = "classifier",
              evaluator: PathLike | None = None, inception_weights: PathLike | None = None, seed: int = 0,
-             device: str = "auto", floor: bool = True, cache: bool = True, reference: str = "test") -> Scores:
+             device: str = "auto", floor: bool = True, cache: bool = True, reference: str = "test",
+             truncation: float = 1.0) -> Scores:
     """Score generated images against real data, as `gankit eval` does: FID, KID, precision/recall,
     density/coverage and class coverage, with the real-data floor beside each (`Scores.floor`).
 
@@ -200,23 +202,64 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
     self-supervised extractor from `gankit train-evaluator`) or "inception"
     (Inception-v3, for numbers comparable with papers; `inception_weights` is its file).
     reference: "test" (the dataset's test split where it has one) or "train" (its train split, as
-    papers score CIFAR-10; the floor is then drawn from the test split).
+    papers score CIFAR-10; the floor is then drawn from the test split). truncation: psi of the
+    truncation trick for a generator's latents (1 = none; the protocol records any other).
     """
+    return evaluate_truncations(target, dataset, [truncation], metrics=metrics, n=n, extractor=extractor,
+                                evaluator=evaluator, inception_weights=inception_weights, seed=seed, device=device,
+                                floor=floor, cache=cache, reference=reference, write_eval_json=True)[0]
+
+
+def evaluate_truncations(target: PathLike | TrainedRun | TrainedGenerator, dataset: str | None,
+                         truncations: Sequence[float], *, metrics: Sequence[str] | str = DEFAULT_METRICS,
+                         n: int = 10_000, extractor: str = "classifier", evaluator: PathLike | None = None,
+                         inception_weights: PathLike | None = None, seed: int = 0, device: str = "auto",
+                         floor: bool = True, cache: bool = True, reference: str = "test",
+                         write_eval_json: bool = False) -> list[Scores]:
+    """`evaluate` once per truncation psi (`gankit eval RUN --truncation 1,0.7,0.5`): the same
+    latents (from `seed`), each pulled toward the mean by its psi, scored against one reference,
+    so the scores differ by psi alone. A sweep writes no eval.json unless `write_eval_json`."""
     from gankit.metrics.evaluate import Evaluator, parse_metrics
+    from gankit.nets.latents import check_truncation
 
     names = parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
     if n < 2:
         raise UserError(f"-n must be at least 2, got {n}")
-    images, what, dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device)
-    scorer = Evaluator(dataset, extractor=extractor, metrics=names, n_floor=n,
-                       evaluator=str(evaluator) if evaluator else None,
-                       inception_weights=str(inception_weights) if inception_weights else None,
-                       device=device if device != "auto" else "cpu", use_cache=cache, with_floor=floor,
-                       reference_split=reference, **data_opts)
-    result = scorer.score(images, with_floor=floor)
-    result.protocol["scored"] = what
-    eval_json = RunDir(run_dir).write_eval(result.to_dict()) if run_dir is not None else None
-    return Scores(result.metrics, result.floor, result.protocol, eval_json)
+    psis = [check_truncation(psi) for psi in truncations]
+    if not psis:
+        raise UserError("--truncation: give at least one psi, e.g. --truncation 1,0.7,0.5")
+    if len(psis) > 1 or psis[0] != 1.0:
+        _refuse_images_for_truncation(target)
+    if len(psis) > 1 and isinstance(target, (str, os.PathLike)) and not is_image_set(Path(target)):
+        from gankit.sampling import load_generator
+        target = load_generator(Path(target), device=device)  # once, not once per psi
+    results = []
+    for psi in psis:
+        images, what, ref_dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device, psi)
+        if not results:  # one reference and floor for every psi
+            scorer = Evaluator(ref_dataset, extractor=extractor, metrics=names, n_floor=n,
+                               evaluator=str(evaluator) if evaluator else None,
+                               inception_weights=str(inception_weights) if inception_weights else None,
+                               device=device if device != "auto" else "cpu", use_cache=cache, with_floor=floor,
+                               reference_split=reference, **data_opts)
+        result = scorer.score(images, with_floor=floor)
+        result.protocol["scored"] = what
+        if psi != 1.0:  # untruncated scores keep eval.json's layout of before truncation existed
+            result.protocol["truncation"] = psi
+        eval_json = RunDir(run_dir).write_eval(result.to_dict()) if run_dir is not None and write_eval_json else None
+        results.append(Scores(result.metrics, result.floor, result.protocol, eval_json))
+    return results
+
+
+def _refuse_images_for_truncation(target: Any) -> None:
+    """Truncation acts on a generator's latents: finished images have none."""
+    import numpy as np
+    import torch
+
+    if isinstance(target, (torch.Tensor, np.ndarray)) or (
+            isinstance(target, (str, os.PathLike)) and not isinstance(target, TrainedRun) and is_image_set(Path(target))):
+        raise UserError("--truncation needs a generator (a run, checkpoint or export): images already drawn have "
+                        "no latents to truncate")
 
 
 def is_image_set(target: Path) -> bool:
@@ -230,7 +273,7 @@ def is_image_set(target: Path) -> bool:
     return target.is_dir() and not run.is_run() and not run.checkpoints.is_dir() and not is_export(target)
 
 
-def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str
+def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str, truncation: float = 1.0
                      ) -> tuple[torch.Tensor, str, str, dict[str, Any], Path | None]:
     """(uint8 images, what they are, reference dataset, its options, run dir to write eval.json)."""
     import numpy as np
@@ -253,7 +296,7 @@ def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device
     tg = target
     cfg = tg.cfg
     data_opts = run_data_options(cfg)
-    images = tg.images(tg.latent(n, torch.Generator().manual_seed(seed)))
+    images = tg.images(tg.latent(n, torch.Generator().manual_seed(seed), truncation))
     run_dir = tg.checkpoint.parent.parent if tg.checkpoint.parent.name == "checkpoints" else None
     what = f"{tg.checkpoint} (step {tg.step}{', EMA' if tg.uses_ema else ''})"
     return images, what, dataset or cfg.dataset, data_opts, run_dir

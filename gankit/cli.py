@@ -97,7 +97,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise UserError(f"--scale must be at least 1, got {args.scale}")
     tg = load_generator(args.target, device=args.device)
-    images = tg.sample(args.n, args.class_index, args.seed, by_class=args.by_class, batch_size=args.batch_size)
+    images = tg.sample(args.n, args.class_index, args.seed, by_class=args.by_class, batch_size=args.batch_size,
+                       truncation=args.truncation)
     nrow = args.nrow or (args.n if args.by_class else None)  # --by-class: one row per class
     what = write_images(images, args.out, nrow=nrow, scale=args.scale)
     if not args.quiet:
@@ -111,26 +112,45 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     if args.rows < 1 or args.steps < 2:
         raise UserError("--rows must be at least 1 and --steps at least 2")
     tg = load_generator(args.target, device=args.device)
-    what = write_interpolation(tg.interpolate(args.rows, args.steps, args.seed), args.out)
+    what = write_interpolation(tg.interpolate(args.rows, args.steps, args.seed, truncation=args.truncation), args.out)
     if not args.quiet:
         print(f"wrote {what} from {tg.checkpoint} (step {tg.step})")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gankit.api import evaluate
+    from gankit.api import evaluate_truncations
 
-    scores = evaluate(args.target, args.dataset, metrics=args.metrics, n=args.n, extractor=args.extractor,
-                      evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
-                      device=args.device, floor=not args.no_floor, cache=not args.no_cache, reference=args.reference)
-    print(scores.table())
-    written = [str(scores.eval_json)] if scores.eval_json is not None else []
+    psis = _truncations(args.truncation)
+    sweep = len(psis) > 1
+    results = evaluate_truncations(args.target, args.dataset, psis, metrics=args.metrics, n=args.n,
+                                   extractor=args.extractor, evaluator=args.evaluator,
+                                   inception_weights=args.inception_weights, seed=args.seed, device=args.device,
+                                   floor=not args.no_floor, cache=not args.no_cache, reference=args.reference,
+                                   write_eval_json=not sweep)
+    if sweep:
+        from gankit.metrics.evaluate import Evaluation, format_truncation_table
+        print(format_truncation_table(psis, [Evaluation(dict(s), s.floor, s.protocol) for s in results]))
+    else:
+        print(results[0].table())
+    written = [str(s.eval_json) for s in results if s.eval_json is not None]
     if args.json:
-        Path(args.json).write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
+        payload = ({"truncation": [{"psi": psi, **s.to_dict()} for psi, s in zip(psis, results)]} if sweep
+                   else results[0].to_dict())
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         written.append(args.json)
     if written:
         print(f"wrote {', '.join(written)}")
     return 0
+
+
+def _truncations(text: str) -> list[float]:
+    """--truncation 1,0.7,0.5 -> [1.0, 0.7, 0.5] (each checked by the API: 0 <= psi <= 1)."""
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise UserError(f"--truncation {text}: give numbers between 0 and 1, comma-separated (1,0.7,0.5)") from None
 
 
 def cmd_train_evaluator(args: argparse.Namespace) -> int:
@@ -149,12 +169,26 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gankit.export import export_generator
-    from gankit.sampling import _newest_state
+    from gankit.sampling import export_run
 
-    path, state = _newest_state(args.target)
-    out = export_generator(state, args.out)
-    print(f"wrote {out}/generator.safetensors and generator.json from {path} (step {state['progress']['step']})")
+    out, path, step = export_run(args.target, args.out)
+    print(f"wrote {out}/model.safetensors, config.json and a model card (README.md, sample.png) from {path} "
+          f"(step {step})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gankit.serve.explorer import load_explorer
+    from gankit.serve.server import address, make_server, serve_until_interrupted
+
+    explorer = load_explorer(args.targets, device=args.device)
+    server = make_server(explorer, args.host, args.port, allow_remote=args.allow_remote, quiet=args.quiet)
+    for served in explorer.served:
+        if served.error:
+            print(f"gankit serve: {served.name} did not load ({served.error}); the page names it", file=sys.stderr)
+    print(f"serving {sum(s.generator is not None for s in explorer.served)} generator(s) at {address(server)} "
+          "(Ctrl-C stops)", flush=True)
+    serve_until_interrupted(server)
     return 0
 
 
@@ -242,6 +276,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_truncation_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                   help="the truncation trick: latents pulled toward the mean by psi in [0, 1] (less variety, "
+                        "more typical images); default 1, none")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description="Train, sample and inspect GANs on small images.")
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -274,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditional generators: -n images of every class, a row per class in a grid")
     p.add_argument("--scale", type=int, default=1, help="enlarge a grid's pixels this many times")
     p.add_argument("--batch-size", type=int, default=500, help="images drawn per call of G (default 500)")
+    _add_truncation_flag(p)
     _shared(p, "device", "quiet", quiet="no message")
     p.set_defaults(func=cmd_sample)
 
@@ -284,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="walk.gif (animated) or walk.png (a row per walk)")
     p.add_argument("--rows", type=int, default=8, help="how many walks (default 8)")
     p.add_argument("--steps", type=int, default=10, help="images along each walk (default 10)")
-    _shared(p, "seed", "device", "quiet", seed="the same seed walks the same paths (default 0)", quiet="no message")
+    _shared(p, "seed", seed="the same seed walks the same paths (default 0)")
+    _add_truncation_flag(p)
+    _shared(p, "device", "quiet", quiet="no message")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("eval", help="score a run, a checkpoint or a set of images against real data",
@@ -307,7 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "score CIFAR-10 (the floor then comes from the test split)")
     p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
     p.add_argument("--no-cache", action="store_true", help="recompute reference features")
-    _shared(p, "seed", "device", seed="seed of the generated images (default 0)")
+    _shared(p, "seed", seed="seed of the generated images (default 0)")
+    p.add_argument("--truncation", default="1", metavar="PSI[,PSI...]",
+                   help="truncation psi of the generator's latents (default 1: none); several, comma-separated "
+                        "(1,0.9,0.7,0.5), score each on the same latents and print a row per psi "
+                        "(eval.json is then left as it was; --json keeps them all)")
+    _shared(p, "device")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train-evaluator", help="train the network whose features `gankit eval` uses",
@@ -328,13 +376,30 @@ def build_parser() -> argparse.ArgumentParser:
             quiet="no progress messages")
     p.set_defaults(func=cmd_train_evaluator)
 
-    p = sub.add_parser("export", help="write a generator as safetensors + JSON for sharing",
-                       description="Write G (its EMA copy where kept) as DIR/generator.safetensors and "
-                                   "DIR/generator.json; sample, interpolate and eval accept DIR.")
+    p = sub.add_parser("export", help="write a generator as safetensors + JSON + a model card, for sharing",
+                       description="Write G (its EMA copy where kept) as DIR/model.safetensors and DIR/config.json "
+                                   "(the names model hubs' PyTorch tooling expects), with a model card DIR/README.md "
+                                   "(data, recipe, images seen, scores with their floor) and DIR/sample.png; sample, "
+                                   "interpolate, eval and serve accept DIR (older exports' generator.safetensors "
+                                   "and generator.json too).")
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT",
                    help="a run directory (its newest intact checkpoint) or a checkpoint file")
     p.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="a local page to explore generators: seeds, directions, classes, truncation",
+                       description="Serve a page (on this machine only, unless --allow-remote) that draws from "
+                                   "one or more generators on the same latents: a grid for a seed, sliders along "
+                                   "principal directions of the latent space, a class picker, truncation, "
+                                   "interpolation between two tiles and PNG downloads.")
+    p.add_argument("targets", metavar="RUN_DIR|CHECKPOINT|EXPORT", nargs="+",
+                   help="one or more runs, checkpoints or folders from `gankit export`, shown side by side")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other machines can reach (anyone who reaches the port can use the page)")
+    _shared(p, "device", "quiet", quiet="no line per request")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html: samples over time, curves, health, how to resume")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (training need not have finished)")

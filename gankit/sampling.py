@@ -17,11 +17,12 @@ from torch import nn
 
 from gankit.run import checkpoint as ckpt_io
 from gankit.run import pictures as viz
+from gankit.run.model_card import sample_grid_args, write_model_card
 from gankit.config import Config, make_config
 from gankit.errors import UserError
-from gankit.export import is_export, load_export
+from gankit.export import export_generator, is_export, load_export
 from gankit.images import save_png
-from gankit.nets.latents import generate, interpolate_latents, sample_latent
+from gankit.nets.latents import generate, interpolate_latents, sample_latent, truncate
 from gankit.nets.spec import net_spec
 from gankit.training.compute import pick_device
 from gankit.nets import build
@@ -57,9 +58,10 @@ class TrainedGenerator:
             return torch.arange(self.num_classes).repeat_interleave(n)
         return torch.randint(0, self.num_classes, (n,), generator=generator)
 
-    def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n latent vectors of this G's kind (normal or uniform), on the CPU."""
-        return sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, generator=generator)
+    def latent(self, n: int, generator: torch.Generator | None = None, truncation: float = 1.0) -> torch.Tensor:
+        """n latent vectors of this G's kind (normal or uniform), on the CPU, pulled toward the
+        prior's mean by `truncation` (psi; 1 = as drawn; gankit.nets.latents.truncate)."""
+        return truncate(sample_latent(n, self.cfg.latent_dim, self.cfg.latent_dist, generator=generator), truncation)
 
     def images(self, z: torch.Tensor, batch_size: int = 500, y: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 [N, C, H, W] on the CPU for latents z (and labels y), drawn in batches."""
@@ -68,13 +70,14 @@ class TrainedGenerator:
         return generate(self.g, z, self.device, batch_size, y=y)
 
     def sample(self, n: int, classes: int | Sequence[int] | torch.Tensor | None = None, seed: int | None = None,
-               *, by_class: bool = False, batch_size: int = 500) -> torch.Tensor:
+               *, by_class: bool = False, batch_size: int = 500, truncation: float = 1.0) -> torch.Tensor:
         """n images as a uint8 tensor [n, C, H, W] on the CPU (what `gankit sample` writes).
 
         classes: for a class-conditional G, None draws classes uniformly at random, an int draws
         only that class, a sequence gives each image's class (n of them). by_class: n images of
         every class in class order instead ([n * num_classes, C, H, W]). seed: the same seed draws
-        the same images; None draws fresh ones.
+        the same images; None draws fresh ones. truncation: psi in [0, 1], the truncation trick
+        (latents pulled toward the mean: less variety, more typical images; 1 = none).
         """
         if n < 1:
             raise UserError(f"-n must be at least 1, got {n}")
@@ -85,27 +88,29 @@ class TrainedGenerator:
             if by_class:
                 raise UserError("give either classes or by_class, not both")
             y = self._label_list(classes, n)
-        z = self.latent(len(y) if y is not None else n, rng)
+        z = self.latent(len(y) if y is not None else n, rng, truncation)
         return self.images(z, batch_size, y)
 
     def grid(self, n: int = 64, classes: int | Sequence[int] | torch.Tensor | None = None, seed: int | None = None,
-             *, by_class: bool = False, nrow: int | None = None, scale: int = 1) -> Image.Image:
-        """`sample(n, classes, seed, by_class=by_class)` tiled into one PIL image (shown inline by
+             *, by_class: bool = False, nrow: int | None = None, scale: int = 1,
+             truncation: float = 1.0) -> Image.Image:
+        """`sample(n, classes, seed, by_class=by_class, truncation=truncation)` tiled into one PIL image (shown inline by
         notebooks; `.save("grid.png")` writes it): `nrow` images per row (default: a square, or
         a row per class with by_class), pixels enlarged `scale` times."""
         if scale < 1:
             raise UserError(f"--scale must be at least 1, got {scale}")
-        images = self.sample(n, classes, seed, by_class=by_class)
+        images = self.sample(n, classes, seed, by_class=by_class, truncation=truncation)
         return viz.grid(images, nrow=nrow or (n if by_class else None), scale=scale)
 
     def interpolate(self, rows: int = 8, steps: int = 10, seed: int | None = None,
-                    out: str | Path | None = None) -> torch.Tensor:
+                    out: str | Path | None = None, truncation: float = 1.0) -> torch.Tensor:
         """`rows` walks of `steps` images each between random latents (spherical for Gaussian noise;
         a conditional G keeps one class along each walk): uint8 [rows, steps, C, H, W]. With
-        `out`, also written as walk.gif (animated) or walk.png (a row per walk)."""
+        `out`, also written as walk.gif (animated) or walk.png (a row per walk). truncation: both
+        ends of every walk are truncated latents (psi, as in `sample`)."""
         if rows < 1 or steps < 2:
             raise UserError("--rows must be at least 1 and --steps at least 2")
-        walk = interpolation(self, rows, steps, seed)
+        walk = interpolation(self, rows, steps, seed, truncation)
         if out is not None:
             write_interpolation(walk, out)
         return walk
@@ -159,6 +164,20 @@ def load_generator(target: str | Path, device: str = "auto") -> TrainedGenerator
                             tuple(int(v) for v in state["image_shape"]))
 
 
+def export_run(target: str | Path, out: str | Path) -> tuple[Path, Path, int]:
+    """`gankit export`: the generator of a run directory or checkpoint into folder `out`
+    (model.safetensors, config.json), with its model card (README.md and a sample grid).
+    Returns (the folder, the checkpoint it came from, its step)."""
+    path, state = _newest_state(target)
+    folder = export_generator(state, out)
+    _, run_dir = ckpt_io.resolve(path)
+    tg = load_generator(folder, device="cpu")
+    grid = tg.grid(**sample_grid_args(tg.num_classes), seed=0, scale=2)
+    description, _, _ = load_export(folder)
+    write_model_card(folder, description, run_dir, grid)
+    return folder, path, int(state["progress"]["step"])
+
+
 def _newest_state(target: str | Path) -> tuple[Path, dict]:
     """A checkpoint file as given, or a run directory's newest checkpoint that verifies."""
     path, run_dir = ckpt_io.resolve(target)
@@ -192,10 +211,11 @@ def write_images(images: torch.Tensor, out: str | Path, nrow: int | None = None,
     return f"{len(images)} PNG files in {out}/"
 
 
-def interpolation(tg: TrainedGenerator, rows: int, steps: int, seed: int | None) -> torch.Tensor:
+def interpolation(tg: TrainedGenerator, rows: int, steps: int, seed: int | None,
+                  truncation: float = 1.0) -> torch.Tensor:
     """uint8 [rows, steps, C, H, W]: each row walks from one random latent to another."""
     rng = _rng(seed)
-    a, b = tg.latent(rows, rng), tg.latent(rows, rng)
+    a, b = tg.latent(rows, rng, truncation), tg.latent(rows, rng, truncation)
     path = interpolate_latents(a, b, steps, tg.cfg.latent_dist)
     y = tg.labels(rows, generator=rng)  # a conditional G keeps one class along each walk
     images = tg.images(path.reshape(rows * steps, -1), y=y.repeat_interleave(steps) if y is not None else None)

@@ -13,7 +13,8 @@ The documents are read when the tests run, so this checks whatever they say toda
 * Every other gankit command runs in one sandbox folder (in document order, so `--out runs/x`
   made by one command is there for the next), made small: train first resolves its config with
   --dry-run as written, then trains 2 steps of tiny nets; sample and interpolate draw a few
-  images; eval scores 200; bench runs one 0.05 s round of every preset it names; train-evaluator
+  images; eval scores 200; serve answers the page and a grid of each generator once, on a free
+  port, instead of serving until Ctrl-C; bench runs one 0.05 s round of every preset it names; train-evaluator
   one epoch. Inputs a command expects but the documents do not make (a run directory, an .npz of
   images, a folder of pictures, the TOML file shown in the same document) are made for it.
 * What cannot run here is named below with the reason, and checked as far as it can be: data that
@@ -638,6 +639,45 @@ def _large_picture_source(path: Path) -> bool:
         return False
 
 
+def plan_serve(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> Result:
+    """serve: the runs it names (made if the document assumes them), on a free port; instead of
+    serving until Ctrl-C, the page, the list of generators and a grid of each are fetched once."""
+    import http.client
+    import threading
+
+    import gankit.serve.server as server_mod
+
+    for target in _positionals(flags.argv):
+        box.run_dir(target)
+    flags.set("--port", "0")
+    fetched: list[int] = []
+
+    def fetch_once(server) -> None:
+        host, port = server.server_address[:2]
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=60)
+            conn.request("GET", "/api/models")
+            models = json.loads(conn.getresponse().read())["models"]
+            paths = ["/"] + [f"/api/grid.png?model={k}&n=4" for k, m in enumerate(models) if m["loaded"]]
+            for path in paths:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                fetched.append(response.status)
+            conn.close()
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(server_mod, "serve_until_interrupted", fetch_once)
+        result = expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
+    assert fetched and all(status == 200 for status in fetched), fetched
+    return result
+
+
 def plan_as_is(flags: Flags, item: Item, box: Sandbox, capsys, dry_run_only: bool) -> Result:
     return expect_ok(gankit_cli(flags.argv, capsys), flags.argv)
 
@@ -662,6 +702,7 @@ PLANS = {
     "sample": plan_generator_reader,
     "interpolate": plan_generator_reader,
     "export": plan_generator_reader,
+    "serve": plan_serve,
     "report": lambda f, i, b, c, d: (b.run_dir(_positionals(f.argv)[0]), plan_as_is(f, i, b, c, d))[1],
     "eval": plan_eval,
     "train-evaluator": plan_train_evaluator,

@@ -111,7 +111,7 @@ def test_the_run_directory_has_one_owner():
 LAYERS: list[tuple[str, ...]] = [
     ("gankit.__main__",),                         # python -m gankit
     ("gankit.cli",),                              # the command line
-    ("gankit.api",),                              # the Python API (gankit.train / load / evaluate)
+    ("gankit.api", "gankit.serve"),               # the Python API (gankit.train / load / evaluate); the explorer page
     ("gankit.bench", "gankit.sampling"),          # timing a step; drawing from a trained run
     ("gankit.training",),                         # the loop and everything one step needs
     ("gankit.run", "gankit.metrics"),             # a run's files and views; extractors and scores

@@ -232,10 +232,10 @@ def test_folder_with_a_bad_file_stops_or_skips_per_flag(tmp_path, capsys):
 def test_export_to_safetensors_and_sample_from_it(tmp_path):
     run = train(tmp_path, "run", "--steps", "3")
     assert main(["export", str(run), "--out", str(tmp_path / "shared")]) == 0
-    desc = json.loads((tmp_path / "shared" / "generator.json").read_text())
+    desc = json.loads((tmp_path / "shared" / "config.json").read_text())
     assert desc["format"] == "gankit-generator/1" and desc["step"] == 3 and desc["image_shape"] == [1, 28, 28]
     for source, name in ((run, "a.npz"), (tmp_path / "shared", "b.npz"),
-                         (tmp_path / "shared" / "generator.safetensors", "c.npz")):
+                         (tmp_path / "shared" / "model.safetensors", "c.npz")):
         assert main(["sample", str(source), "-n", "6", "--out", str(tmp_path / name), "-q"]) == 0
     a, b, c = (np.load(tmp_path / n)["images"] for n in ("a.npz", "b.npz", "c.npz"))
     assert np.array_equal(a, b) and np.array_equal(a, c)
@@ -246,7 +246,7 @@ def test_export_to_safetensors_and_sample_from_it(tmp_path):
 def test_export_reader_refuses_a_foreign_description(tmp_path, capsys):
     run = train(tmp_path, "run", "--steps", "2")
     assert main(["export", str(run), "--out", str(tmp_path / "shared")]) == 0
-    (tmp_path / "shared" / "generator.json").write_text(json.dumps({"format": "other/7", "gankit_version": "7.0"}))
+    (tmp_path / "shared" / "config.json").write_text(json.dumps({"format": "other/7", "gankit_version": "7.0"}))
     assert main(["sample", str(tmp_path / "shared"), "-n", "2", "--out", str(tmp_path / "x.npz")]) == 2
     assert "gankit 7.0" in capsys.readouterr().err
 

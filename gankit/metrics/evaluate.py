@@ -224,3 +224,30 @@ def format_table(ev: Evaluation) -> str:
         if p.get(note):
             lines.append(p[note])
     return "\n".join(lines)
+
+
+# The columns of a truncation sweep: the scores that trade fidelity (FID, precision) against
+# variety (recall, coverage), which is what psi moves.
+TRUNCATION_COLUMNS = [("fid", "FID", "{:.2f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
+                      ("density", "density", "{:.3f}"), ("coverage", "coverage", "{:.3f}")]
+
+
+def format_truncation_table(psis: list[float], evaluations: list[Evaluation]) -> str:
+    """A row per truncation psi (the same latents, pulled toward the mean), the real-data floor
+    last; then the protocol of the first (they share extractor, reference and image count)."""
+    shown = [(key, label, fmt) for key, label, fmt in TRUNCATION_COLUMNS
+             if any(key in ev.metrics for ev in evaluations)]
+    lines = [f"{'truncation':<12}" + "".join(f"{label:>11}" for _, label, _ in shown)]
+    for psi, ev in zip(psis, evaluations):
+        lines.append(f"{psi:<12g}" + "".join(f"{fmt.format(ev.metrics[k]) if k in ev.metrics else '-':>11}"
+                                             for k, _, fmt in shown))
+    floor = evaluations[0].floor if evaluations else {}
+    if floor:
+        lines.append(f"{'real data':<12}" + "".join(f"{fmt.format(floor[k]) if k in floor else '-':>11}"
+                                                   for k, _, fmt in shown))
+    p = evaluations[0].protocol
+    lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images per row (the same "
+                 f"latents, scaled by psi) vs {p['reference']}")
+    if p.get("floor"):
+        lines.append(f"real data: {p['floor']} vs the same reference")
+    return "\n".join(lines)

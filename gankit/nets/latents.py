@@ -1,11 +1,12 @@
-"""Latent noise and G run over it: drawing z, walking between two latents, drawing images in
-batches, and the labels of a class-per-row sample grid."""
+"""Latent noise and G run over it: drawing z, truncating it, walking between two latents, drawing
+images in batches, and the labels of a class-per-row sample grid."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from gankit.errors import UserError
 from gankit.images import to_uint8
 
 
@@ -15,6 +16,31 @@ def sample_latent(n: int, dim: int, dist: str, device: torch.device | str = "cpu
     if dist == "uniform":
         return torch.rand(n, dim, device=device, generator=generator) * 2 - 1
     return torch.randn(n, dim, device=device, generator=generator)
+
+
+def check_truncation(psi: float, flag: str = "--truncation") -> float:
+    """psi as a float in [0, 1], or a UserError naming `flag`: 1 leaves z as drawn, 0 gives every
+    latent the prior's mean."""
+    try:
+        value = float(psi)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} {psi!r}: give a number between 0 and 1 (1 = no truncation)") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise UserError(f"{flag} {psi}: give a number between 0 and 1 (1 = no truncation, 0.7 a common choice)")
+    return value
+
+
+def truncate(z: Tensor, psi: float) -> Tensor:
+    """The truncation trick: z pulled toward the prior's mean, mean + psi * (z - mean).
+
+    Both priors gankit draws from have mean 0, so this is z * psi: for N(0, I) it is StyleGAN's
+    psi (toward the mean latent; no net here has a mapping network whose mean would differ from
+    z's), and for U(-1, 1) it shrinks the cube toward its centre, so truncated latents stay inside
+    the support G was trained on. A class-conditional G keeps its class input as given: only z is
+    pulled, toward the same mean for every class. psi = 1 returns z itself (the same bits).
+    """
+    psi = check_truncation(psi)
+    return z if psi == 1.0 else z * psi
 
 
 def interpolate_latents(a: Tensor, b: Tensor, steps: int, dist: str) -> Tensor:
