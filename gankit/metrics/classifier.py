@@ -197,7 +197,7 @@ def _opaque(ds: ImageSet) -> ImageSet:
 
 
 def _check_meta(value, where: str = "meta") -> None:
-    """Meta holds only str, int, float and lists (or str-keyed dicts) of them, so that loading
+    """Meta holds only str, int, float, bool and lists (or str-keyed dicts) of them, so that loading
     needs no pickled classes."""
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -208,8 +208,9 @@ def _check_meta(value, where: str = "meta") -> None:
                 raise ValueError(f"{where}: keys must be strings, got {key!r}")
             _check_meta(item, f"{where}[{key!r}]")
     # Exact types: subclasses (numpy.float64, torch's TorchVersion) would need their class to load.
-    elif type(value) not in (str, int, float):
-        raise ValueError(f"{where}: only str, int, float and list values are allowed, got {type(value).__name__}")
+    elif type(value) not in (str, int, float, bool):
+        raise ValueError(f"{where}: only str, int, float, bool and list values are allowed, "
+                         f"got {type(value).__name__}")
 
 
 def save_classifier(model: EvalClassifier, path: str | Path, meta: dict) -> None:
