@@ -173,3 +173,58 @@ def test_kmeans_finds_two_obvious_groups():
     points = np.concatenate([rng.normal(0, 0.1, (50, 3)), rng.normal(5, 0.1, (50, 3))])
     labels = kmeans(points, 2)
     assert len(set(labels[:50])) == 1 and len(set(labels[50:])) == 1 and labels[0] != labels[-1]
+
+
+# ---------------------------------------------------------------- in the extractor file and in `gankit eval`
+
+
+@pytest.fixture(scope="module")
+def labelled_file(tmp_path_factory):
+    """A 2-class array of discs and stripes and a 1-epoch classifier from `gankit train-evaluator`."""
+    from gankit.cli import main
+
+    root = tmp_path_factory.mktemp("check")
+    images = torch.cat([discs(100, 10), stripes(100, 11)])
+    labels = torch.cat([torch.zeros(100), torch.ones(100)]).long()
+    np.savez(root / "shapes.npz", images=images.numpy(), labels=labels.numpy())
+    np.savez(root / "fake.npz", images=stripes(40, 12).numpy())
+    out = root / "shapes-classifier.pt"
+    assert main(["train-evaluator", "--dataset", str(root / "shapes.npz"), "--out", str(out), "--epochs", "1",
+                 "-q"]) == 0
+    return root, out
+
+
+def test_train_evaluator_stores_the_check_and_eval_prints_it(labelled_file, capsys):
+    from gankit.cli import main
+    from gankit.metrics.classifier import load_classifier
+
+    root, out = labelled_file
+    check = load_classifier(out)[1]["sensitivity"]
+    assert check["pictures"] == [160, 40]  # its 160 training pictures against its 40 held out
+    assert {r["family"] for r in check["degradations"]} == set(FAMILIES)
+    assert isinstance(check["passes"], bool) and check["floor_fid"] >= 0
+    capsys.readouterr()
+    assert main(["eval", str(root / "fake.npz"), "--dataset", str(root / "shapes.npz"), "--evaluator", str(out),
+                 "-n", "40", "--metrics", "fid", "--json", str(root / "e.json")]) == 0
+    printed = capsys.readouterr().out
+    assert f"extractor check (stored in {out.name}): {'passes' if check['passes'] else 'FAILS'}" in printed
+    assert "2x2 tiles shuffled" in printed and "structure:" in printed
+    import json
+    stored = json.loads((root / "e.json").read_text())["protocol"]["extractor_check"]
+    assert stored["floor_fid"] == check["floor_fid"] and stored["file"] == out.name
+
+
+def test_an_extractor_file_from_before_the_check_still_loads_and_says_so(labelled_file, capsys):
+    from gankit.cli import main
+    from gankit.metrics.classifier import load_classifier, save_classifier
+
+    root, out = labelled_file
+    model, meta = load_classifier(out)
+    old = root / "old-classifier.pt"
+    save_classifier(model, old, {k: v for k, v in meta.items() if k != "sensitivity"})
+    capsys.readouterr()
+    assert main(["eval", str(root / "fake.npz"), "--dataset", str(root / "shapes.npz"), "--evaluator", str(old),
+                 "-n", "40", "--metrics", "fid"]) == 0
+    printed = capsys.readouterr().out
+    assert "FID" in printed and "extractor check: none stored in old-classifier.pt" in printed
+    assert "gankit train-evaluator --dataset" in printed

@@ -41,6 +41,11 @@ class Extractor:
     holdout: dict | None = None
     # Where the FID scale is the extractor file's own, a line that says so under the table.
     scale_note: str | None = None
+    # Its sensitivity check (gankit.metrics.sensitivity) as its file stores it, and the file; or,
+    # for a file made before files stored one, a line that says how to get one.
+    check: dict | None = None
+    check_source: str | None = None
+    check_missing: str | None = None
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         return self.run(images)
@@ -70,7 +75,23 @@ def make_extractor(kind: str, dataset: str, *, evaluator: str | None = None, inc
     from gankit.metrics.classifier import ClassifierExtractor
     ext = ClassifierExtractor(evaluator or dataset, device=device)
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(ext.path)}", ext.num_classes,
-                     ext.class_names, ext)
+                     ext.class_names, ext, **stored_check(ext.meta, ext.path))
+
+
+def stored_check(meta: dict, path: Path) -> dict:
+    """The sensitivity check an extractor file carries (in its meta, or for the shipped weights in
+    `<file>.check.json` beside it, so that the weights and their fingerprint stay as they were),
+    as Extractor's check fields."""
+    check = meta.get("sensitivity")
+    sidecar = path.with_suffix(".check.json")
+    if check is None and sidecar.is_file():
+        import json
+        check = json.loads(sidecar.read_text(encoding="utf-8"))
+    if check is not None:
+        return {"check": check, "check_source": path.name}
+    command = meta.get("command") or "gankit train-evaluator --dataset DATA --out FILE"
+    return {"check_missing": (f"extractor check: none stored in {path.name} (made before files carried one); "
+                              f"train it again to get one: {command}")}
 
 
 def _evaluator_kind(path: str) -> str:
@@ -89,7 +110,7 @@ def _contrastive_extractor(path: str, device: str) -> Extractor:
     scale = (f"FID scale: its own, set by {ext.path.name} and {ext.dataset}'s pictures; comparable only with "
              "scores from the same extractor file, never with Inception FIDs from papers")
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"contrastive:{_file_digest(ext.path)}", 0, None, ext,
-                     holdout=ext.meta.get("holdout"), scale_note=scale)
+                     holdout=ext.meta.get("holdout"), scale_note=scale, **stored_check(ext.meta, ext.path))
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -198,6 +219,10 @@ class Evaluator:
                                    "(a classifier --evaluator gives them)")
         if self.extractor.scale_note:
             protocol["scale"] = self.extractor.scale_note
+        if self.extractor.check is not None:
+            protocol["extractor_check"] = {**self.extractor.check, "file": self.extractor.check_source}
+        elif self.extractor.check_missing:
+            protocol["extractor_check_missing"] = self.extractor.check_missing
         return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
 
 
@@ -223,4 +248,9 @@ def format_table(ev: Evaluation) -> str:
     for note in ("alpha", "skipped", "scale"):
         if p.get(note):
             lines.append(p[note])
+    if p.get("extractor_check"):
+        from gankit.metrics.sensitivity import describe_check
+        lines.append(describe_check(p["extractor_check"], p["extractor_check"].get("file")))
+    elif p.get("extractor_check_missing"):
+        lines.append(p["extractor_check_missing"])
     return "\n".join(lines)

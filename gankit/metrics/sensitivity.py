@@ -39,6 +39,9 @@ VERSION = 1
 SEED = 0
 # Clusters of the extractor's own features that stand in for classes where there are no labels.
 CLUSTERS = 8
+# Pictures per side: enough for a stable FID of 128-d features, few enough that the check takes
+# seconds to a minute after minutes of training.
+CHECK_PICTURES = 5000
 
 
 def _words(family: str, strength: float) -> str:
@@ -150,6 +153,25 @@ def sensitivity_check(extract: Callable[[torch.Tensor], tuple], reference: np.nd
                   f"{len(reference):,} {reference_about}; variety: the held-out pictures of part of the groups"),
         "pictures": [int(len(reference)), int(len(held))],
     }
+
+
+def _spread_pick(n: int, limit: int) -> torch.Tensor:
+    """Up to `limit` of n indices, spread over the set by a seeded choice, in order."""
+    if n <= limit:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SEED))[:limit].sort().values
+
+
+def check_extractor(extract: Callable[[torch.Tensor], tuple], reference: torch.Tensor, held: torch.Tensor,
+                    held_labels: torch.Tensor | None, *, reference_about: str, held_about: str,
+                    limit: int = CHECK_PICTURES) -> dict:
+    """``sensitivity_check`` on up to ``limit`` reference pictures and ``limit`` held-out ones, as
+    `gankit train-evaluator` runs it on the pictures it trained on and those it held out."""
+    ref_pick, held_pick = _spread_pick(len(reference), limit), _spread_pick(len(held), limit)
+    reference_features = extract(reference[ref_pick])[0]
+    return sensitivity_check(extract, reference_features, held[held_pick],
+                             None if held_labels is None else held_labels[held_pick],
+                             reference_about=reference_about, held_about=held_about)
 
 
 def judge(rows: list[dict], floor: float) -> list[str]:
