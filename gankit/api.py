@@ -187,7 +187,8 @@ Images = Union["torch.Tensor", "np.ndarray"]
 def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset: str | None = None, *,
              metrics: Sequence[str] | str = DEFAULT_METRICS, n: int = 10_000, extractor: str = "classifier",
              evaluator: PathLike | None = None, inception_weights: PathLike | None = None, seed: int = 0,
-             device: str = "auto", floor: bool = True, cache: bool = True, reference: str = "test") -> Scores:
+             device: str = "auto", floor: bool = True, cache: bool = True, reference: str = "test",
+             image_size: int | None = None, fit: str | None = None, alpha: str | None = None) -> Scores:
     """Score generated images against real data, as `gankit eval` does: FID, KID, precision/recall,
     density/coverage and class coverage, with the real-data floor beside each (`Scores.floor`).
 
@@ -201,13 +202,20 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
     (Inception-v3, for numbers comparable with papers; `inception_weights` is its file).
     reference: "test" (the dataset's test split where it has one) or "train" (its train split, as
     papers score CIFAR-10; the floor is then drawn from the test split).
+    image_size, fit, alpha: for images, how the reference pictures (and an image folder given as
+    target) are read, as `gankit train` reads them; by default as the extractor's own pictures were
+    read (its file records it), so that images of the size it scores meet real pictures of that
+    size. A run is always scored as it read its data, and refuses them.
     """
     from gankit.metrics.evaluate import Evaluator, parse_metrics
 
     names = parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
     if n < 2:
         raise UserError(f"-n must be at least 2, got {n}")
-    images, what, dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device)
+    if image_size is not None and (isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1):
+        raise UserError(f"--image-size must be a positive whole number of pixels, got {image_size}")
+    picture_flags = {"image_size": image_size, "fit": fit, "alpha": alpha}
+    images, what, dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device, picture_flags)
     scorer = Evaluator(dataset, extractor=extractor, metrics=names, n_floor=n,
                        evaluator=str(evaluator) if evaluator else None,
                        inception_weights=str(inception_weights) if inception_weights else None,
@@ -215,6 +223,10 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
                        reference_split=reference, **data_opts)
     result = scorer.score(images, with_floor=floor)
     result.protocol["scored"] = what
+    if "read_as_extractor" in data_opts:  # a set of images: say how its reference was read
+        r = scorer.reads
+        size = f"{r['image_size']} px" if r["image_size"] else "their own size"
+        result.protocol["reference_read"] = f"reference pictures read at {size}, --fit {r['fit']}, --alpha {r['alpha']}"
     eval_json = RunDir(run_dir).write_eval(result.to_dict()) if run_dir is not None else None
     return Scores(result.metrics, result.floor, result.protocol, eval_json)
 
@@ -230,26 +242,36 @@ def is_image_set(target: Path) -> bool:
     return target.is_dir() and not run.is_run() and not run.checkpoints.is_dir() and not is_export(target)
 
 
-def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str
+def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str,
+                     picture_flags: dict[str, Any] | None = None
                      ) -> tuple[torch.Tensor, str, str, dict[str, Any], Path | None]:
-    """(uint8 images, what they are, reference dataset, its options, run dir to write eval.json)."""
+    """(uint8 images, what they are, reference dataset, its options, run dir to write eval.json).
+    picture_flags: image_size, fit, alpha as given (None where not): for images only."""
     import numpy as np
     import torch
 
     from gankit.sampling import TrainedGenerator, load_generator
 
+    flags = picture_flags or {}
+    as_extractor = {**flags, "read_as_extractor": True}
     if isinstance(target, (torch.Tensor, np.ndarray)):
         from gankit.data.arrays import to_uint8_nchw
         array = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else target
         images = torch.from_numpy(to_uint8_nchw(np.asarray(array), "images"))
-        return images[:n], f"{min(n, len(images)):,} images given", _need_dataset(dataset, "images"), {}, None
+        return (images[:n], f"{min(n, len(images)):,} images given", _need_dataset(dataset, "images"), as_extractor,
+                None)
     if not isinstance(target, TrainedGenerator):
         path = Path(target)
         if is_image_set(path):
             from gankit.data import open_dataset
-            images = open_dataset(str(path)).images[:n]
-            return images, f"{len(images):,} images from {path}", _need_dataset(dataset, str(path)), {}, None
+            given = {k: v for k, v in flags.items() if v is not None}  # a folder of images: as the flags say
+            images = open_dataset(str(path), **given).images[:n]
+            return images, f"{len(images):,} images from {path}", _need_dataset(dataset, str(path)), as_extractor, None
         target = load_generator(path, device=device)
+    given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
+    if given:
+        raise UserError(f"{', '.join(given)}: a run, checkpoint or export is scored against its dataset read as the run "
+                        "read it; drop the flag (it is for sets of images)")
     tg = target
     cfg = tg.cfg
     data_opts = run_data_options(cfg)

@@ -115,7 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     scores = evaluate(args.target, args.dataset, metrics=args.metrics, n=args.n, extractor=args.extractor,
                       evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
-                      device=args.device, floor=not args.no_floor, cache=not args.no_cache, reference=args.reference)
+                      device=args.device, floor=not args.no_floor, cache=not args.no_cache, reference=args.reference,
+                      image_size=args.image_size, fit=args.fit, alpha=args.alpha)
     print(scores.table())
     written = [str(scores.eval_json)] if scores.eval_json is not None else []
     if args.json:
@@ -301,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", choices=("test", "train"), default="test",
                    help="real images to score against: the test split (default) or the train split, as papers "
                         "score CIFAR-10 (the floor then comes from the test split)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="images: read the reference pictures (and an image folder) at this size (default: the "
+                        "extractor's, as its file records)")
+    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default=None,
+                   help="images: non-square reference pictures, as `gankit train --fit` (default: the extractor's)")
+    p.add_argument("--alpha", choices=("white", "black", "keep"), default=None,
+                   help="images: transparency, as `gankit train --alpha` (default: the extractor's)")
     p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
     p.add_argument("--no-cache", action="store_true", help="recompute reference features")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated images (default 0)")

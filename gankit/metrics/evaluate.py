@@ -46,6 +46,9 @@ class Extractor:
     check: dict | None = None
     check_source: str | None = None
     check_missing: str | None = None
+    # How the pictures it learnt from were read (image_size, fit, alpha; None for Inception): a set
+    # of images is scored against reference pictures read the same way, as its run would read them.
+    reads: dict | None = None
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         return self.run(images)
@@ -75,7 +78,15 @@ def make_extractor(kind: str, dataset: str, *, evaluator: str | None = None, inc
     from gankit.metrics.classifier import ClassifierExtractor
     ext = ClassifierExtractor(evaluator or dataset, device=device)
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(ext.path)}", ext.num_classes,
-                     ext.class_names, ext, **stored_check(ext.meta, ext.path))
+                     ext.class_names, ext, reads=_reads(ext.meta, ext.model.image_shape),
+                     **stored_check(ext.meta, ext.path))
+
+
+def _reads(meta: dict, image_shape) -> dict:
+    """How an extractor file's pictures were read: its meta's record (files from before it record
+    only their network's size, and were read with the defaults)."""
+    return {"image_size": int(meta.get("image_size") or image_shape[-1]), "fit": str(meta.get("fit", "crop")),
+            "alpha": str(meta.get("alpha", "white"))}
 
 
 def stored_check(meta: dict, path: Path) -> dict:
@@ -110,7 +121,8 @@ def _contrastive_extractor(path: str, device: str) -> Extractor:
     scale = (f"FID scale: its own, set by {ext.path.name} and {ext.dataset}'s pictures; comparable only with "
              "scores from the same extractor file, never with Inception FIDs from papers")
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"contrastive:{_file_digest(ext.path)}", 0, None, ext,
-                     holdout=ext.meta.get("holdout"), scale_note=scale, **stored_check(ext.meta, ext.path))
+                     holdout=ext.meta.get("holdout"), scale_note=scale, reads=_reads(ext.meta, ext.model.image_shape),
+                     **stored_check(ext.meta, ext.path))
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -159,12 +171,23 @@ class Evaluator:
 
     def __init__(self, dataset: str, *, extractor: str = "classifier", metrics: tuple[str, ...] = DEFAULT_METRICS,
                  n_reference: int | None = None, n_floor: int = 10_000, data_dir=None, classes=None,
-                 image_size=None, channels=None, fit: str = "crop", alpha: str = "white", evaluator: str | None = None,
-                 inception_weights: str | None = None, device: str = "cpu", use_cache: bool = True,
-                 with_floor: bool = True, reference_split: str = "test"):
+                 image_size=None, channels=None, fit: str | None = "crop", alpha: str | None = "white",
+                 evaluator: str | None = None, inception_weights: str | None = None, device: str = "cpu",
+                 use_cache: bool = True, with_floor: bool = True, reference_split: str = "test",
+                 read_as_extractor: bool = False):
+        """read_as_extractor: image_size, fit and alpha left None are taken from how the extractor's
+        own pictures were read (`Extractor.reads`), so that a set of images made at that size is
+        scored against real pictures of that size; a run's options are passed as it read them."""
         self.metrics = metrics
         self.extractor = make_extractor(extractor, dataset, evaluator=evaluator, inception_weights=inception_weights,
                                         device=device)
+        if read_as_extractor and self.extractor.reads:
+            reads = self.extractor.reads
+            image_size = reads["image_size"] if image_size is None else image_size
+            fit = reads["fit"] if fit is None else fit
+            alpha = reads["alpha"] if alpha is None else alpha
+        fit, alpha = fit or "crop", alpha or "white"
+        self.reads = {"image_size": image_size, "fit": fit, "alpha": alpha}
         ref, floor = reference_and_floor(dataset, n_reference=n_reference, n_floor=n_floor, data_dir=data_dir,
                                          classes=list(classes) if classes else None, image_size=image_size,
                                          channels=channels, fit=fit, alpha=alpha, holdout=self.extractor.holdout,
@@ -245,7 +268,7 @@ def format_table(ev: Evaluation) -> str:
     lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images vs {p['reference']}")
     if p.get("floor"):
         lines.append(f"real data: {p['floor']} vs the same reference")
-    for note in ("alpha", "skipped", "scale"):
+    for note in ("reference_read", "alpha", "skipped", "scale"):
         if p.get(note):
             lines.append(p[note])
     if p.get("extractor_check"):

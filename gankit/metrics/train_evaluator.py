@@ -147,6 +147,10 @@ def _train_classifier(dataset: str, out: str | Path | None, data_dir: str | None
         "epochs": int(epochs),
         "seed": int(seed),
         "train_seconds": round(seconds, 1),
+        # how its pictures were read: `gankit eval IMAGES` reads the reference the same way
+        "image_size": int(picture_options.get("image_size") or train.image_shape[-1]),
+        "fit": str(picture_options.get("fit") or "crop"),
+        "alpha": str(picture_options.get("alpha") or "white"),
         "gankit_version": gankit.__version__,
         "torch_version": str(torch.__version__),
         "command": (f"gankit train-evaluator --dataset {dataset} --out {out} --epochs {epochs} --seed {seed}"
