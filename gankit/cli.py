@@ -74,7 +74,9 @@ def _train(args: argparse.Namespace, dist) -> int:
                             resume=args.resume, quiet=args.quiet, dist=dist)
     if not args.quiet and dist.is_main:
         print(f"done: step {summary['step']} of {summary['total_steps']}, {summary['epochs']} epochs, "
-              f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training\n"
+              f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training"
+              + (f" ({summary['eval_seconds']:.0f} s of evaluation besides)" if summary.get("eval_seconds") else "")
+              + "\n"
               f"  samples: {summary['run_dir']}/samples/  animation: {summary['run_dir']}/progress.gif\n"
               f"  draw more: gankit sample {summary['run_dir']} -n 64 --out grid.png")
     return 0
