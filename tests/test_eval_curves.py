@@ -17,7 +17,7 @@ from gankit.training.periodic_eval import TrainingEvaluator
 
 TINY = dict(width=8, batch_size=16, log_every=5, sample_every=10_000, sample_every_early=10_000, sample_grid=4,
             checkpoint_every=10_000, eval_n=32, eval_metrics="fid,coverage", quiet=True)
-SLEEP = 2.5  # a slow evaluation, far longer than the gap between the two marks
+SLEEP = 3.0  # a slow evaluation, far longer than the gap between the two marks
 
 
 def test_marks_fire_once_each_and_a_resumed_run_skips_the_passed_ones():
@@ -34,8 +34,8 @@ def eval_lines(run_dir):
 
 @pytest.fixture(scope="module")
 def timed_run(tmp_path_factory):
-    """A run evaluated at 0.01 and 0.02 minutes of training (0.6 s and 1.2 s) by an evaluation that
-    takes SLEEP s more than it would, then stopped by --max-minutes 0.03."""
+    """A run evaluated at 0.02 and 0.04 minutes of training (1.2 s and 2.4 s) by an evaluation that
+    takes SLEEP s more than it would, then stopped by --max-minutes 0.06."""
     out = tmp_path_factory.mktemp("curves") / "run"
     original = TrainingEvaluator._evaluate
 
@@ -45,22 +45,22 @@ def timed_run(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TrainingEvaluator, "_evaluate", slow)
-        run = gankit.train(out=out, steps=100_000, max_minutes=0.03, eval_at_minutes="0.01,0.02", **TINY)
+        run = gankit.train(out=out, steps=100_000, max_minutes=0.06, eval_at_minutes="0.02,0.04", **TINY)
     return run
 
 
 def test_evaluations_fall_at_the_minute_marks_of_training_time(timed_run):
     evals = eval_lines(timed_run.run_dir)
-    assert [r["mark_minutes"] for r in evals] == [0.01, 0.02]
+    assert [r["mark_minutes"] for r in evals] == [0.02, 0.04]
     first, second = evals
-    assert 0.6 <= first["time_s"] < second["time_s"] and 1.2 <= second["time_s"]
+    assert 1.2 <= first["time_s"] < second["time_s"] and 2.4 <= second["time_s"]
     # Had the slow evaluation counted as training, the clock would have jumped past the second mark.
     assert second["time_s"] - first["time_s"] < SLEEP
     assert first["images_seen"] < second["images_seen"] and first["step"] < second["step"]
     assert all(r["eval_s"] >= 0 and r["fid"] > 0 and 0 <= r["coverage"] <= 1 for r in evals)
     summary = timed_run.summary
     assert summary["eval_seconds"] >= 2 * SLEEP
-    assert summary["seconds"] < 0.03 * 60 + SLEEP  # --max-minutes counts training time only
+    assert summary["seconds"] < 0.06 * 60 + SLEEP  # --max-minutes counts training time only
 
 
 def test_the_report_draws_the_curves_and_says_what_evaluation_cost(timed_run):
@@ -94,3 +94,23 @@ def test_a_missing_extractor_file_or_bad_minutes_stop_the_run_before_it_starts(t
         with pytest.raises(UserError, match="--eval-at-minutes"):
             gankit.train(out=tmp_path / "b", steps=2, eval_at_minutes=bad, **TINY)
     assert not (tmp_path / "b").exists()
+
+
+def test_the_benchmark_overlays_runs_curves_in_one_png_and_a_json(timed_run, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "quality_curves.py"
+    spec = importlib.util.spec_from_file_location("quality_curves", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "curves.png"
+    assert module.main([str(timed_run.run_dir), str(timed_run.run_dir), "--out", str(out)]) == 0
+    assert Image.open(out).size == (900, 640)
+    curves = json.loads(out.with_suffix(".json").read_text())["curves"]
+    assert len(curves) == 2 and [p["mark_minutes"] for p in curves[0]["points"]] == [0.02, 0.04]
+    assert curves[0]["extractor"].startswith("classifier:mnist-5k")
+    assert module.main([str(tmp_path), "--out", str(out)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
