@@ -17,7 +17,14 @@ import torch
 from gankit.config import EVAL_METRICS
 from gankit.errors import UserError
 from gankit.metrics import scores
-from gankit.metrics.reference import Features, RealSet, cached_features, reference_and_floor
+from gankit.metrics.reference import (
+    Features,
+    RealSet,
+    cached_features,
+    cached_radii,
+    cached_scores,
+    reference_and_floor,
+)
 
 METRICS = EVAL_METRICS
 DEFAULT_METRICS = ("fid", "kid", "pr", "coverage", "classes")
@@ -134,18 +141,20 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 
 
 def compute(fake: Features, ref: Features, metrics: tuple[str, ...], num_classes: int,
-            kid_subset: int = 1000) -> dict:
-    """The chosen metrics of `fake` against `ref` (features already extracted)."""
+            kid_subset: int = 1000, ref_radii: Callable[[int], np.ndarray] | None = None) -> dict:
+    """The chosen metrics of `fake` against `ref` (features already extracted). ref_radii(k): the
+    reference's k-NN radii, where they are kept between calls."""
     out: dict = {}
+    radii = ref_radii or (lambda k: None)
     if "fid" in metrics:
         out["fid"] = scores.fid(fake.features, ref.features)
     if "kid" in metrics:
         mean, std = scores.kid(fake.features, ref.features, subset_size=kid_subset)
         out["kid"], out["kid_std"] = mean, std
     if "pr" in metrics:
-        out["precision"], out["recall"] = scores.precision_recall(ref.features, fake.features)
+        out["precision"], out["recall"] = scores.precision_recall(ref.features, fake.features, real_radii=radii(3))
     if "coverage" in metrics:
-        out["density"], out["coverage"] = scores.density_coverage(ref.features, fake.features)
+        out["density"], out["coverage"] = scores.density_coverage(ref.features, fake.features, real_radii=radii(5))
     if "is" in metrics and fake.logits is not None:
         out["inception_score"], out["inception_score_std"] = scores.inception_score(fake.logits)
     if "classes" in metrics and fake.logits is not None and num_classes:
@@ -209,13 +218,30 @@ class Evaluator:
         self._floor: dict | None = None
         self._floor_key = {**key, "role": "floor"}
         self.use_cache = use_cache
+        self._radii: dict[int, np.ndarray] = {}
+
+    def radii(self, k: int) -> np.ndarray:
+        """The reference's k-NN radii: computed once per reference (and kept in the cache with its
+        features), not once per set scored against it."""
+        if k not in self._radii:
+            self._radii[k] = cached_radii(self.reference, k, scores.knn_radii)
+        return self._radii[k]
 
     def floor(self) -> dict:
         """Real images against the reference: computed once, cached with the features."""
         if self._floor is None and self.floor_set is not None:
             feats = cached_features(self.floor_set, self.extractor, self._floor_key, self.use_cache)
-            self._floor = compute(feats, self.reference, self.metrics, self.extractor.num_classes)
-            self._floor["n"] = len(feats.features)
+
+            def floor_scores() -> dict:
+                result = compute(feats, self.reference, self.metrics, self.extractor.num_classes,
+                                 ref_radii=self.radii)
+                return {**result, "n": len(feats.features)}
+
+            if self.use_cache and feats.key and self.reference.key:
+                self._floor = cached_scores({"floor": feats.key, "reference": self.reference.key,
+                                             "metrics": list(self.metrics), "version": 1}, floor_scores)
+            else:
+                self._floor = floor_scores()
         return self._floor or {}
 
     def score(self, images: torch.Tensor, target_labels: torch.Tensor | None = None, with_floor: bool = True
@@ -229,7 +255,7 @@ class Evaluator:
         processes, each extracts its share and rank 0 scores them together). rgba: the images
         had 4 channels (the protocol says how they were scored)."""
         fake = Features(feats, logits, None if target_labels is None else target_labels.numpy(), "generated")
-        metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes)
+        metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes, ref_radii=self.radii)
         protocol = {"extractor": self.extractor.name, "generated": len(feats),
                     "reference": self.reference.description,
                     "floor": self.floor_set.description if (with_floor and self.floor_set is not None) else None,
