@@ -61,18 +61,29 @@ def extractor_file(name: str, kind: str, out: Path) -> tuple[Path, dict, float]:
 
 
 def markdown(rows: list[dict]) -> str:
-    """One table: a row per set and extractor, a column per degradation (FID and its multiple)."""
-    names = [d["what"] for d in rows[0]["check"]["degradations"]] if rows else []
-    head = ["set", "extractor", "held-out accuracy", "floor FID", *names, "passes"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        check = r["check"]
-        by_name = {d["what"]: d for d in check["degradations"]}
-        cells = [r["set"], r["kind"], f"{r['accuracy']:.1%}" if r.get("accuracy") is not None else "",
-                 f"{check['floor_fid']:.3g}"]
-        cells += [f"{by_name[n]['fid']:.3g} ({by_name[n]['times_floor']:.3g}x)" if n in by_name else "" for n in names]
-        cells.append("yes" if check["passes"] else "**no**")
-        lines.append("| " + " | ".join(cells) + " |")
+    """One table: a column per set and extractor, a row per degradation (FID and its multiple of
+    the floor), the accuracy, the floor and the verdict first."""
+    if not rows:
+        return "(no extractor checked)"
+    head = ["", *[f"{r['set']}, {r['kind']}" for r in rows]]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(rows) + "|"]
+
+    def line(label: str, cells: list[str]) -> None:
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+
+    line("held-out accuracy", [f"{r['accuracy']:.1%} ({r['accuracy_is']})" if r.get("accuracy") is not None else ""
+                               for r in rows])
+    line("check", ["passes" if r["check"]["passes"] else "**fails**" for r in rows])
+    line("floor FID", [f"{r['check']['floor_fid']:.3g}" for r in rows])
+    names = list(dict.fromkeys(d["what"].replace("classes", "groups").replace(
+        "8 clusters of its own features", "groups") for r in rows for d in r["check"]["degradations"]))
+    for name in names:
+        cells = []
+        for r in rows:
+            found = [d for d in r["check"]["degradations"] if d["what"].replace("classes", "groups").replace(
+                "8 clusters of its own features", "groups") == name]
+            cells.append(f"{found[0]['fid']:.3g} ({found[0]['times_floor']:.3g}x)" if found else "")
+        line(name, cells)
     return "\n".join(lines)
 
 
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             accuracy = meta.get("test_accuracy", meta.get("quality", {}).get("knn_accuracy"))
             rows.append({"set": f"{name} {SETS[name][1]} px", "kind": kind, "file": path.name,
-                         "command": meta.get("command"), "accuracy": accuracy,
+                         "epochs": meta.get("epochs"), "steps": meta.get("steps"), "accuracy": accuracy,
                          "accuracy_is": "test accuracy" if "test_accuracy" in meta else "5-NN accuracy",
                          "check": meta["sensitivity"], "seconds_here": round(seconds, 1)})
             verdict = "passes" if meta["sensitivity"]["passes"] else "fails"
