@@ -18,7 +18,8 @@ def fakes():
     return (digits.int() + noise).clamp(0, 255).to(torch.uint8)  # noisy digits: a poor generator
 
 
-def test_radii_and_floor_are_computed_once_and_reused(fakes, monkeypatch):
+def test_radii_and_floor_are_computed_once_and_reused(fakes, monkeypatch, tmp_path):
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path))  # a cache of its own: nothing computed before
     calls = {"radii": 0, "compute": 0}
     radii, compute = scores.knn_radii, evaluate.compute
 
