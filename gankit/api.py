@@ -189,7 +189,8 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
              metrics: Sequence[str] | str = DEFAULT_METRICS, n: int = 10_000, extractor: str = "classifier",
              evaluator: PathLike | None = None, inception_weights: PathLike | None = None, seed: int = 0,
              device: str = "auto", floor: bool = True, cache: bool = True, reference: str = "test",
-             truncation: float = 1.0) -> Scores:
+             truncation: float = 1.0, image_size: int | None = None, fit: str | None = None,
+             alpha: str | None = None) -> Scores:
     """Score generated images against real data, as `gankit eval` does: FID, KID, precision/recall,
     density/coverage and class coverage, with the real-data floor beside each (`Scores.floor`).
 
@@ -204,10 +205,15 @@ def evaluate(target: PathLike | TrainedRun | TrainedGenerator | Images, dataset:
     reference: "test" (the dataset's test split where it has one) or "train" (its train split, as
     papers score CIFAR-10; the floor is then drawn from the test split). truncation: psi of the
     truncation trick for a generator's latents (1 = none; the protocol records any other).
+    image_size, fit, alpha: for images, how the reference pictures (and an image folder given as
+    target) are read, as `gankit train` reads them; by default as the extractor's own pictures were
+    read (its file records it), so that images of the size it scores meet real pictures of that
+    size. A run is always scored as it read its data, and refuses them.
     """
     return evaluate_truncations(target, dataset, [truncation], metrics=metrics, n=n, extractor=extractor,
                                 evaluator=evaluator, inception_weights=inception_weights, seed=seed, device=device,
-                                floor=floor, cache=cache, reference=reference, write_eval_json=True)[0]
+                                floor=floor, cache=cache, reference=reference, write_eval_json=True,
+                                image_size=image_size, fit=fit, alpha=alpha)[0]
 
 
 def evaluate_truncations(target: PathLike | TrainedRun | TrainedGenerator, dataset: str | None,
@@ -215,7 +221,8 @@ def evaluate_truncations(target: PathLike | TrainedRun | TrainedGenerator, datas
                          n: int = 10_000, extractor: str = "classifier", evaluator: PathLike | None = None,
                          inception_weights: PathLike | None = None, seed: int = 0, device: str = "auto",
                          floor: bool = True, cache: bool = True, reference: str = "test",
-                         write_eval_json: bool = False) -> list[Scores]:
+                         write_eval_json: bool = False, image_size: int | None = None, fit: str | None = None,
+                         alpha: str | None = None) -> list[Scores]:
     """`evaluate` once per truncation psi (`gankit eval RUN --truncation 1,0.7,0.5`): the same
     latents (from `seed`), each pulled toward the mean by its psi, scored against one reference,
     so the scores differ by psi alone. A sweep writes no eval.json unless `write_eval_json`."""
@@ -225,6 +232,9 @@ def evaluate_truncations(target: PathLike | TrainedRun | TrainedGenerator, datas
     names = parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
     if n < 2:
         raise UserError(f"-n must be at least 2, got {n}")
+    if image_size is not None and (isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1):
+        raise UserError(f"--image-size must be a positive whole number of pixels, got {image_size}")
+    picture_flags = {"image_size": image_size, "fit": fit, "alpha": alpha}
     psis = [check_truncation(psi) for psi in truncations]
     if not psis:
         raise UserError("--truncation: give at least one psi, e.g. --truncation 1,0.7,0.5")
@@ -235,7 +245,8 @@ def evaluate_truncations(target: PathLike | TrainedRun | TrainedGenerator, datas
         target = load_generator(Path(target), device=device)  # once, not once per psi
     results = []
     for psi in psis:
-        images, what, ref_dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device, psi)
+        images, what, ref_dataset, data_opts, run_dir = _images_to_score(target, dataset, n, seed, device, psi,
+                                                                         picture_flags)
         if not results:  # one reference and floor for every psi
             scorer = Evaluator(ref_dataset, extractor=extractor, metrics=names, n_floor=n,
                                evaluator=str(evaluator) if evaluator else None,
@@ -244,6 +255,11 @@ def evaluate_truncations(target: PathLike | TrainedRun | TrainedGenerator, datas
                                reference_split=reference, **data_opts)
         result = scorer.score(images, with_floor=floor)
         result.protocol["scored"] = what
+        if "read_as_extractor" in data_opts:  # a set of images: say how its reference was read
+            r = scorer.reads
+            size = f"{r['image_size']} px" if r["image_size"] else "their own size"
+            result.protocol["reference_read"] = (f"reference pictures read at {size}, --fit {r['fit']}, "
+                                                 f"--alpha {r['alpha']}")
         if psi != 1.0:  # untruncated scores keep eval.json's layout of before truncation existed
             result.protocol["truncation"] = psi
         eval_json = RunDir(run_dir).write_eval(result.to_dict()) if run_dir is not None and write_eval_json else None
@@ -273,26 +289,36 @@ def is_image_set(target: Path) -> bool:
     return target.is_dir() and not run.is_run() and not run.checkpoints.is_dir() and not is_export(target)
 
 
-def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str, truncation: float = 1.0
+def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device: str, truncation: float = 1.0,
+                     picture_flags: dict[str, Any] | None = None
                      ) -> tuple[torch.Tensor, str, str, dict[str, Any], Path | None]:
-    """(uint8 images, what they are, reference dataset, its options, run dir to write eval.json)."""
+    """(uint8 images, what they are, reference dataset, its options, run dir to write eval.json).
+    picture_flags: image_size, fit, alpha as given (None where not): for images only."""
     import numpy as np
     import torch
 
     from gankit.sampling import TrainedGenerator, load_generator
 
+    flags = picture_flags or {}
+    as_extractor = {**flags, "read_as_extractor": True}
     if isinstance(target, (torch.Tensor, np.ndarray)):
         from gankit.data.arrays import to_uint8_nchw
         array = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else target
         images = torch.from_numpy(to_uint8_nchw(np.asarray(array), "images"))
-        return images[:n], f"{min(n, len(images)):,} images given", _need_dataset(dataset, "images"), {}, None
+        return (images[:n], f"{min(n, len(images)):,} images given", _need_dataset(dataset, "images"), as_extractor,
+                None)
     if not isinstance(target, TrainedGenerator):
         path = Path(target)
         if is_image_set(path):
             from gankit.data import open_dataset
-            images = open_dataset(str(path)).images[:n]
-            return images, f"{len(images):,} images from {path}", _need_dataset(dataset, str(path)), {}, None
+            given = {k: v for k, v in flags.items() if v is not None}  # a folder of images: as the flags say
+            images = open_dataset(str(path), **given).images[:n]
+            return images, f"{len(images):,} images from {path}", _need_dataset(dataset, str(path)), as_extractor, None
         target = load_generator(path, device=device)
+    given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
+    if given:
+        raise UserError(f"{', '.join(given)}: a run, checkpoint or export is scored against its dataset read as the run "
+                        "read it; drop the flag (it is for sets of images)")
     tg = target
     cfg = tg.cfg
     data_opts = run_data_options(cfg)

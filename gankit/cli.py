@@ -81,7 +81,9 @@ def _train(args: argparse.Namespace, dist) -> int:
                             resume=args.resume, quiet=args.quiet, dist=dist)
     if not args.quiet and dist.is_main:
         print(f"done: step {summary['step']} of {summary['total_steps']}, {summary['epochs']} epochs, "
-              f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training\n"
+              f"{summary['images_seen']:,} real images seen, {summary['seconds']:.0f} s of training"
+              + (f" ({summary['eval_seconds']:.0f} s of evaluation besides)" if summary.get("eval_seconds") else "")
+              + "\n"
               f"  samples: {summary['run_dir']}/samples/  animation: {summary['run_dir']}/progress.gif\n"
               f"  draw more: gankit sample {summary['run_dir']} -n 64 --out grid.png")
     return 0
@@ -127,7 +129,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                    extractor=args.extractor, evaluator=args.evaluator,
                                    inception_weights=args.inception_weights, seed=args.seed, device=args.device,
                                    floor=not args.no_floor, cache=not args.no_cache, reference=args.reference,
-                                   write_eval_json=not sweep)
+                                   write_eval_json=not sweep, image_size=args.image_size, fit=args.fit,
+                                   alpha=args.alpha)
     if sweep:
         from gankit.metrics.evaluate import Evaluation, format_truncation_table
         print(format_truncation_table(psis, [Evaluation(dict(s), s.floor, s.protocol) for s in results]))
@@ -348,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", choices=("test", "train"), default="test",
                    help="real images to score against: the test split (default) or the train split, as papers "
                         "score CIFAR-10 (the floor then comes from the test split)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="images: read the reference pictures (and an image folder) at this size (default: the "
+                        "extractor's, as its file records)")
+    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default=None,
+                   help="images: non-square reference pictures, as `gankit train --fit` (default: the extractor's)")
+    p.add_argument("--alpha", choices=("white", "black", "keep"), default=None,
+                   help="images: transparency, as `gankit train --alpha` (default: the extractor's)")
     p.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
     p.add_argument("--no-cache", action="store_true", help="recompute reference features")
     _shared(p, "seed", seed="seed of the generated images (default 0)")

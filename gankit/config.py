@@ -200,6 +200,12 @@ class Config:
     eval_n: int = setting(2000,
         "generated images per evaluation (fewer than `gankit eval`'s 10k: it runs often)", resume=WATCHING)
     eval_metrics: str = setting("fid,kid,coverage", "any of fid, kid, pr, coverage, classes", resume=WATCHING)
+    eval_evaluator: str | None = setting(None,
+        "an extractor file from `gankit train-evaluator` for these evaluations (default: the dataset's shipped "
+        "classifier)", resume=WATCHING)
+    eval_at_minutes: str = setting("",
+        "also evaluate when the training clock passes these minutes, e.g. 1,2,5,10,20 (evaluation time is kept off "
+        "the clock)", resume=WATCHING)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -409,10 +415,21 @@ def validate(cfg: Config) -> Config:
     names = [m.strip() for m in cfg.eval_metrics.split(",") if m.strip()]
     _check(bool(names) and all(m in EVAL_METRICS for m in names), "eval_metrics",
            f"choose from {', '.join(EVAL_METRICS)}")
+    _check(eval_minutes(cfg.eval_at_minutes) is not None, "eval_at_minutes",
+           "must be positive numbers of minutes separated by commas, e.g. 1,2,5")
     _check(cfg.tensorboard in ("auto", "on", "off"), "tensorboard", "must be auto, on or off")
     _check(cfg.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
     _check(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
     return cfg
+
+
+def eval_minutes(text: str) -> tuple[float, ...] | None:
+    """--eval-at-minutes as sorted minutes ("1,2,5" -> (1.0, 2.0, 5.0)); None when it cannot be read."""
+    try:
+        minutes = sorted({float(m) for m in text.replace(" ", ",").split(",") if m.strip()})
+    except ValueError:
+        return None
+    return tuple(minutes) if all(math.isfinite(m) and m > 0 for m in minutes) else None
 
 
 def diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:

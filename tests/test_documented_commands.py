@@ -81,6 +81,9 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/own_pictures.py": "decodes 8,121 pictures six times and trains nine times (about 15 minutes)",
     "benchmarks/extractor_agreement.py": "scores real runs with two evaluator files of one folder, 10,000 images each",
     "benchmarks/colour_table.py": "trains 5 minutes per recipe, seed and set on Debian's colour picture sets (about 75 minutes)",
+    "benchmarks/quality_curves.py": "overlays runs that trained for minutes each with --eval-at-minutes",
+    "benchmarks/eval_speed.py": "times gankit eval at 5,000 and 10,000 images, three metric sets, three times each, per tree",
+    "benchmarks/extractor_checks.py": "trains two extractors per Debian picture set and checks them (minutes per set)",
 }
 MAKE_TARGETS = {  # target -> how it is checked
     "demo": "its gankit lines (from `make -n demo`) run made small",

@@ -197,7 +197,7 @@ def _opaque(ds: ImageSet) -> ImageSet:
 
 
 def _check_meta(value, where: str = "meta") -> None:
-    """Meta holds only str, int, float and lists (or str-keyed dicts) of them, so that loading
+    """Meta holds only str, int, float, bool and lists (or str-keyed dicts) of them, so that loading
     needs no pickled classes."""
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -208,8 +208,9 @@ def _check_meta(value, where: str = "meta") -> None:
                 raise ValueError(f"{where}: keys must be strings, got {key!r}")
             _check_meta(item, f"{where}[{key!r}]")
     # Exact types: subclasses (numpy.float64, torch's TorchVersion) would need their class to load.
-    elif type(value) not in (str, int, float):
-        raise ValueError(f"{where}: only str, int, float and list values are allowed, got {type(value).__name__}")
+    elif type(value) not in (str, int, float, bool):
+        raise ValueError(f"{where}: only str, int, float, bool and list values are allowed, "
+                         f"got {type(value).__name__}")
 
 
 def save_classifier(model: EvalClassifier, path: str | Path, meta: dict) -> None:
@@ -305,11 +306,20 @@ class ClassifierExtractor:
                     f"no evaluation classifier ships for dataset {source!r}: train one with "
                     f"`gankit train-evaluator --dataset {source} --out FILE` and pass it with --evaluator FILE"
                 )
+        self._use(*load_classifier(path), path, device)
+
+    @classmethod
+    def of_model(cls, model: EvalClassifier, meta: dict, device: str | torch.device = "cpu") -> ClassifierExtractor:
+        """The extractor of a classifier in memory (one just trained, before its file is written)."""
+        extractor = cls.__new__(cls)
+        extractor._use(model, meta, None, device)
+        return extractor
+
+    def _use(self, model: EvalClassifier, meta: dict, path: Path | None, device: str | torch.device) -> None:
         self.path = path
         self.device = torch.device(device)
-        self.model, self.meta = load_classifier(path)
-        self.model.to(self.device)
-        self.name = f"classifier:{self.meta.get('dataset', path.stem)}"
+        self.model, self.meta = model.eval().to(self.device), meta
+        self.name = f"classifier:{self.meta.get('dataset', path.stem if path else '?')}"
         self.feature_dim = self.model.feature_dim
         self.num_classes = self.model.num_classes
         self.class_names = self.meta.get("class_names")

@@ -17,7 +17,14 @@ import torch
 from gankit.config import DEFAULT_EVAL_METRICS, EVAL_METRICS
 from gankit.errors import UserError
 from gankit.metrics import scores
-from gankit.metrics.reference import Features, RealSet, cached_features, reference_and_floor
+from gankit.metrics.reference import (
+    Features,
+    RealSet,
+    cached_features,
+    cached_radii,
+    cached_scores,
+    reference_and_floor,
+)
 
 METRICS = EVAL_METRICS
 DEFAULT_METRICS = DEFAULT_EVAL_METRICS
@@ -41,6 +48,14 @@ class Extractor:
     holdout: dict | None = None
     # Where the FID scale is the extractor file's own, a line that says so under the table.
     scale_note: str | None = None
+    # Its sensitivity check (gankit.metrics.sensitivity) as its file stores it, and the file; or,
+    # for a file made before files stored one, a line that says how to get one.
+    check: dict | None = None
+    check_source: str | None = None
+    check_missing: str | None = None
+    # How the pictures it learnt from were read (image_size, fit, alpha; None for Inception): a set
+    # of images is scored against reference pictures read the same way, as its run would read them.
+    reads: dict | None = None
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         return self.run(images)
@@ -70,7 +85,31 @@ def make_extractor(kind: str, dataset: str, *, evaluator: str | None = None, inc
     from gankit.metrics.classifier import ClassifierExtractor
     ext = ClassifierExtractor(evaluator or dataset, device=device)
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"classifier:{_file_digest(ext.path)}", ext.num_classes,
-                     ext.class_names, ext)
+                     ext.class_names, ext, reads=_reads(ext.meta, ext.model.image_shape),
+                     **stored_check(ext.meta, ext.path))
+
+
+def _reads(meta: dict, image_shape) -> dict:
+    """How an extractor file's pictures were read: its meta's record (files from before it record
+    only their network's size, and were read with the defaults)."""
+    return {"image_size": int(meta.get("image_size") or image_shape[-1]), "fit": str(meta.get("fit", "crop")),
+            "alpha": str(meta.get("alpha", "white"))}
+
+
+def stored_check(meta: dict, path: Path) -> dict:
+    """The sensitivity check an extractor file carries (in its meta, or for the shipped weights in
+    `<file>.check.json` beside it, so that the weights and their fingerprint stay as they were),
+    as Extractor's check fields."""
+    check = meta.get("sensitivity")
+    sidecar = path.with_suffix(".check.json")
+    if check is None and sidecar.is_file():
+        import json
+        check = json.loads(sidecar.read_text(encoding="utf-8"))
+    if check is not None:
+        return {"check": check, "check_source": path.name}
+    command = meta.get("command") or "gankit train-evaluator --dataset DATA --out FILE"
+    return {"check_missing": (f"extractor check: none stored in {path.name} (made before files carried one); "
+                              f"train it again to get one: {command}")}
 
 
 def _evaluator_kind(path: str) -> str:
@@ -89,7 +128,8 @@ def _contrastive_extractor(path: str, device: str) -> Extractor:
     scale = (f"FID scale: its own, set by {ext.path.name} and {ext.dataset}'s pictures; comparable only with "
              "scores from the same extractor file, never with Inception FIDs from papers")
     return Extractor(f"{ext.name} ({ext.feature_dim}-d)", f"contrastive:{_file_digest(ext.path)}", 0, None, ext,
-                     holdout=ext.meta.get("holdout"), scale_note=scale)
+                     holdout=ext.meta.get("holdout"), scale_note=scale, reads=_reads(ext.meta, ext.model.image_shape),
+                     **stored_check(ext.meta, ext.path))
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -101,18 +141,20 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 
 
 def compute(fake: Features, ref: Features, metrics: tuple[str, ...], num_classes: int,
-            kid_subset: int = 1000) -> dict:
-    """The chosen metrics of `fake` against `ref` (features already extracted)."""
+            kid_subset: int = 1000, ref_radii: Callable[[int], np.ndarray] | None = None) -> dict:
+    """The chosen metrics of `fake` against `ref` (features already extracted). ref_radii(k): the
+    reference's k-NN radii, where they are kept between calls."""
     out: dict = {}
+    radii = ref_radii or (lambda k: None)
     if "fid" in metrics:
         out["fid"] = scores.fid(fake.features, ref.features)
     if "kid" in metrics:
         mean, std = scores.kid(fake.features, ref.features, subset_size=kid_subset)
         out["kid"], out["kid_std"] = mean, std
     if "pr" in metrics:
-        out["precision"], out["recall"] = scores.precision_recall(ref.features, fake.features)
+        out["precision"], out["recall"] = scores.precision_recall(ref.features, fake.features, real_radii=radii(3))
     if "coverage" in metrics:
-        out["density"], out["coverage"] = scores.density_coverage(ref.features, fake.features)
+        out["density"], out["coverage"] = scores.density_coverage(ref.features, fake.features, real_radii=radii(5))
     if "is" in metrics and fake.logits is not None:
         out["inception_score"], out["inception_score_std"] = scores.inception_score(fake.logits)
     if "classes" in metrics and fake.logits is not None and num_classes:
@@ -138,12 +180,23 @@ class Evaluator:
 
     def __init__(self, dataset: str, *, extractor: str = "classifier", metrics: tuple[str, ...] = DEFAULT_METRICS,
                  n_reference: int | None = None, n_floor: int = 10_000, data_dir=None, classes=None,
-                 image_size=None, channels=None, fit: str = "crop", alpha: str = "white", evaluator: str | None = None,
-                 inception_weights: str | None = None, device: str = "cpu", use_cache: bool = True,
-                 with_floor: bool = True, reference_split: str = "test"):
+                 image_size=None, channels=None, fit: str | None = "crop", alpha: str | None = "white",
+                 evaluator: str | None = None, inception_weights: str | None = None, device: str = "cpu",
+                 use_cache: bool = True, with_floor: bool = True, reference_split: str = "test",
+                 read_as_extractor: bool = False):
+        """read_as_extractor: image_size, fit and alpha left None are taken from how the extractor's
+        own pictures were read (`Extractor.reads`), so that a set of images made at that size is
+        scored against real pictures of that size; a run's options are passed as it read them."""
         self.metrics = metrics
         self.extractor = make_extractor(extractor, dataset, evaluator=evaluator, inception_weights=inception_weights,
                                         device=device)
+        if read_as_extractor and self.extractor.reads:
+            reads = self.extractor.reads
+            image_size = reads["image_size"] if image_size is None else image_size
+            fit = reads["fit"] if fit is None else fit
+            alpha = reads["alpha"] if alpha is None else alpha
+        fit, alpha = fit or "crop", alpha or "white"
+        self.reads = {"image_size": image_size, "fit": fit, "alpha": alpha}
         ref, floor = reference_and_floor(dataset, n_reference=n_reference, n_floor=n_floor, data_dir=data_dir,
                                          classes=list(classes) if classes else None, image_size=image_size,
                                          channels=channels, fit=fit, alpha=alpha, holdout=self.extractor.holdout,
@@ -165,13 +218,30 @@ class Evaluator:
         self._floor: dict | None = None
         self._floor_key = {**key, "role": "floor"}
         self.use_cache = use_cache
+        self._radii: dict[int, np.ndarray] = {}
+
+    def radii(self, k: int) -> np.ndarray:
+        """The reference's k-NN radii: computed once per reference (and kept in the cache with its
+        features), not once per set scored against it."""
+        if k not in self._radii:
+            self._radii[k] = cached_radii(self.reference, k, scores.knn_radii)
+        return self._radii[k]
 
     def floor(self) -> dict:
         """Real images against the reference: computed once, cached with the features."""
         if self._floor is None and self.floor_set is not None:
             feats = cached_features(self.floor_set, self.extractor, self._floor_key, self.use_cache)
-            self._floor = compute(feats, self.reference, self.metrics, self.extractor.num_classes)
-            self._floor["n"] = len(feats.features)
+
+            def floor_scores() -> dict:
+                result = compute(feats, self.reference, self.metrics, self.extractor.num_classes,
+                                 ref_radii=self.radii)
+                return {**result, "n": len(feats.features)}
+
+            if self.use_cache and feats.key and self.reference.key:
+                self._floor = cached_scores({"floor": feats.key, "reference": self.reference.key,
+                                             "metrics": list(self.metrics), "version": 1}, floor_scores)
+            else:
+                self._floor = floor_scores()
         return self._floor or {}
 
     def score(self, images: torch.Tensor, target_labels: torch.Tensor | None = None, with_floor: bool = True
@@ -185,7 +255,7 @@ class Evaluator:
         processes, each extracts its share and rank 0 scores them together). rgba: the images
         had 4 channels (the protocol says how they were scored)."""
         fake = Features(feats, logits, None if target_labels is None else target_labels.numpy(), "generated")
-        metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes)
+        metrics = compute(fake, self.reference, self.metrics, self.extractor.num_classes, ref_radii=self.radii)
         protocol = {"extractor": self.extractor.name, "generated": len(feats),
                     "reference": self.reference.description,
                     "floor": self.floor_set.description if (with_floor and self.floor_set is not None) else None,
@@ -198,6 +268,10 @@ class Evaluator:
                                    "(a classifier --evaluator gives them)")
         if self.extractor.scale_note:
             protocol["scale"] = self.extractor.scale_note
+        if self.extractor.check is not None:
+            protocol["extractor_check"] = {**self.extractor.check, "file": self.extractor.check_source}
+        elif self.extractor.check_missing:
+            protocol["extractor_check_missing"] = self.extractor.check_missing
         return Evaluation(metrics, self.floor() if with_floor else {}, protocol)
 
 
@@ -220,9 +294,14 @@ def format_table(ev: Evaluation) -> str:
     lines.append(f"protocol: {p['extractor']} features; {p['generated']:,} generated images vs {p['reference']}")
     if p.get("floor"):
         lines.append(f"real data: {p['floor']} vs the same reference")
-    for note in ("alpha", "skipped", "scale"):
+    for note in ("reference_read", "alpha", "skipped", "scale"):
         if p.get(note):
             lines.append(p[note])
+    if p.get("extractor_check"):
+        from gankit.metrics.sensitivity import describe_check
+        lines.append(describe_check(p["extractor_check"], p["extractor_check"].get("file")))
+    elif p.get("extractor_check_missing"):
+        lines.append(p["extractor_check_missing"])
     return "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ class Features:
     logits: np.ndarray | None  # float64 [N, K] when the extractor classifies
     labels: np.ndarray | None  # the real labels, when known
     description: str
+    key: str | None = None  # the cache key of real features: what was computed from them is cached under it
 
 
 def _subset(data: ImageSet, n: int | None, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,14 +137,15 @@ def cached_features(real: RealSet, extractor, key_parts: dict, use_cache: bool =
     """Features of `real` under `extractor`, from the cache when the same key was computed before."""
     pixels = hashlib.blake2b(real.images.contiguous().numpy().data, digest_size=16).hexdigest()
     key = {**key_parts, "extractor": extractor.fingerprint, "what": real.description, "pixels": pixels}
-    path = cache_dir() / f"{_key(key)}.npz"
+    digest = _key(key)
+    path = cache_dir() / f"{digest}.npz"
     labels = None if real.labels is None else real.labels.numpy()
     if use_cache and path.exists():
         try:
             with np.load(path, allow_pickle=False) as f:
                 logits = f["logits"] if f["logits"].size else None
                 return Features(f["features"].astype(np.float64), None if logits is None else logits.astype(np.float64),
-                                labels, real.description)
+                                labels, real.description, digest if use_cache else None)
         except Exception:  # noqa: BLE001 - a torn or foreign cache file: recompute it
             pass
     feats, logits = extractor(real.images)
@@ -152,7 +154,44 @@ def cached_features(real: RealSet, extractor, key_parts: dict, use_cache: bool =
                   logits=np.zeros(0, np.float32) if logits is None else logits.astype(np.float32))
         feats = feats.astype(np.float32).astype(np.float64)  # the same numbers a cache hit will give
         logits = None if logits is None else logits.astype(np.float32).astype(np.float64)
-    return Features(feats, logits, labels, real.description)
+    return Features(feats, logits, labels, real.description, digest if use_cache else None)
+
+
+def cached_radii(reference: Features, k: int, compute) -> np.ndarray:
+    """The k-NN radii of the reference's features (what precision/recall and density/coverage
+    measure against), computed once per reference and k: `compute(features, k)` makes them."""
+    path = cache_dir() / f"{reference.key}-knn{k}.npy" if reference.key else None
+    if path is not None and path.exists():
+        try:
+            radii = np.load(path, allow_pickle=False)
+            if radii.shape == (len(reference.features),):
+                return radii
+        except Exception:  # noqa: BLE001 - torn or foreign: recompute
+            pass
+    radii = compute(reference.features, k)
+    if path is not None:
+        try:
+            atomic_write(path, lambda f: np.save(f, radii))
+        except OSError:
+            pass
+    return radii
+
+
+def cached_scores(parts: dict, compute) -> dict:
+    """Scores of real features against real features (the floor), which only change with them:
+    computed once, kept as JSON under a key of `parts` (both sets' keys, the metrics)."""
+    path = cache_dir() / f"{_key(parts)}-scores.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - torn or foreign: recompute
+            pass
+    result = compute()
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(result).encode()))
+    except (OSError, TypeError):
+        pass
+    return result
 
 
 def _save_npz(path: Path, **arrays) -> None:

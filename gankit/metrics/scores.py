@@ -182,7 +182,13 @@ def _knn_radii(x: np.ndarray, k: int, name: str) -> np.ndarray:
     return radii
 
 
-def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
+def knn_radii(features, k: int) -> np.ndarray:
+    """Each point's distance to its k-th nearest other point of the same set (the balls of
+    precision/recall and density/coverage): computed once per reference and kept (reference.py)."""
+    return _knn_radii(_as_features(features, "features"), k, "features")
+
+
+def precision_recall(real, fake, k: int = 3, real_radii: np.ndarray | None = None) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of `fake` [M, D] against `real` [N, D].
 
     Each point of a set gets a ball whose radius is the distance to its k-th nearest neighbour in
@@ -190,10 +196,12 @@ def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
     ball (are the samples realistic?); recall is the share of real points inside at least one fake
     ball (is the real data's variety covered?). A ball includes its boundary (<=), as in the
     authors' code. Distances are computed CHUNK_ROWS rows at a time, so 10k x 10k sets are fine.
+    `real_radii`: knn_radii(real, k), when already known.
     """
     real, fake = _as_features(real, "real"), _as_features(fake, "fake")
     _same_dim(real, fake)
-    real_radii, fake_radii = _knn_radii(real, k, "real"), _knn_radii(fake, k, "fake")
+    real_radii = _knn_radii(real, k, "real") if real_radii is None else real_radii
+    fake_radii = _knn_radii(fake, k, "fake")
     # one pass over the fake-to-real distances serves both directions
     fakes_inside = 0
     reals_inside = np.zeros(len(real), dtype=bool)
@@ -203,7 +211,7 @@ def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
     return fakes_inside / len(fake), float(reals_inside.mean())
 
 
-def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
+def density_coverage(real, fake, k: int = 5, real_radii: np.ndarray | None = None) -> tuple[float, float]:
     """Density and coverage (Naeem et al. 2020) of `fake` [M, D] against `real` [N, D].
 
     Only real points get balls (radius: distance to the k-th nearest other real point), which makes
@@ -213,11 +221,12 @@ def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
     they are spread; it is not bounded by 1 (fakes that copy real points score about 1 + 1/(2k)).
     coverage = share of real points whose ball holds at least one fake point, in [0, 1]; for two
     samples of one distribution of equal size it is about 1 - 2^-k, not 1.
-    Balls are open (strict <), as in the authors' code.
+    Balls are open (strict <), as in the authors' code. `real_radii`: knn_radii(real, k), when
+    already known (the reference's, kept between evaluations).
     """
     real, fake = _as_features(real, "real"), _as_features(fake, "fake")
     _same_dim(real, fake)
-    radii = _knn_radii(real, k, "real")
+    radii = _knn_radii(real, k, "real") if real_radii is None else real_radii
     memberships = 0
     covered = np.zeros(len(real), dtype=bool)
     for _, block in _distance_blocks(fake, real):  # block[j, i] = |fake_j - real_i|

@@ -28,6 +28,8 @@ from gankit.metrics.contrastive import (
     train_contrastive,
 )
 from gankit.metrics.evaluator_split import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_meta, split_holdout
+from gankit.metrics.sensitivity import check_extractor
+from gankit.metrics.sensitivity import describe_check as describe_sensitivity
 
 # Pictures per side of the quality check: enough for a stable FID of 128-d features, few enough
 # that the check takes seconds after minutes of training.
@@ -126,8 +128,13 @@ def train_contrastive_evaluator(train: ImageSet, dataset: str, out: Path, *, com
         "torch_version": str(torch.__version__),
         "command": command,
     }
-    meta["quality"] = quality_check(ContrastiveExtractor(model, meta), kept, held)
+    extractor = ContrastiveExtractor(model, meta)
+    meta["quality"] = quality_check(extractor, kept, held)
+    meta["sensitivity"] = check_extractor(extractor, kept.images, held.images, held.labels,
+                                          reference_about="pictures it trained on",
+                                          held_about="pictures held out from its training")
     save_contrastive(model, out, meta)
     meta = ContrastiveExtractor.load(out).meta  # the meta exactly as the file holds it
+    print(describe_sensitivity(meta["sensitivity"]))
     print(f"{describe_check(meta['quality'])}; wrote {out} ({seconds:.0f} s of training)")
     return out, meta

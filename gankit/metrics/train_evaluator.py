@@ -15,8 +15,9 @@ import torch
 import gankit
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
-from gankit.metrics.classifier import load_classifier, save_classifier, train_classifier
+from gankit.metrics.classifier import ClassifierExtractor, load_classifier, save_classifier, train_classifier
 from gankit.metrics.evaluator_split import HOLDOUT_FRACTION, HOLDOUT_SEED, split_holdout
+from gankit.metrics.sensitivity import check_extractor, describe_check
 
 EPOCHS = 8  # the classifier's passes over its training images
 
@@ -148,13 +149,21 @@ def _train_classifier(dataset: str, out: str | Path | None, data_dir: str | None
         "epochs": int(epochs),
         "seed": int(seed),
         "train_seconds": round(seconds, 1),
+        # how its pictures were read: `gankit eval IMAGES` reads the reference the same way
+        "image_size": int(picture_options.get("image_size") or train.image_shape[-1]),
+        "fit": str(picture_options.get("fit") or "crop"),
+        "alpha": str(picture_options.get("alpha") or "white"),
         "gankit_version": gankit.__version__,
         "torch_version": str(torch.__version__),
         "command": (f"gankit train-evaluator --dataset {dataset} --out {out} --epochs {epochs} --seed {seed}"
                     + _picture_flags(**picture_options)),
     }
+    meta["sensitivity"] = check_extractor(ClassifierExtractor.of_model(model, meta), train.images, test.images,
+                                          test.labels, reference_about="pictures it trained on",
+                                          held_about="test pictures it never saw")
     save_classifier(model, out, meta)
     # Read back what was written, so the caller gets the meta exactly as the file holds it.
     meta = load_classifier(out)[1]
+    print(describe_check(meta["sensitivity"]))
     print(f"test accuracy {test_accuracy:.2%} on {test_text}; wrote {out} ({seconds:.0f} s of training)")
     return out, meta

@@ -135,9 +135,9 @@ def health_warnings(records: list[dict], grid_png: Path | None = None, image_sha
 # --------------------------------------------------------------------------- HTML pieces
 
 
-def _plot(series: dict, title: str) -> str:
+def _plot(series: dict, title: str, xlabel: str = "step") -> str:
     """A line_plot panel as an inline <img>; line_plot itself draws "no data yet" when empty."""
-    image = viz.line_plot(series, None, title=title, xlabel="step", size=_PLOT_SIZE)
+    image = viz.line_plot(series, None, title=title, xlabel=xlabel, size=_PLOT_SIZE)
     return f'<img class="plot" alt="{escape(title)}" src="{image_uri(image)}">'
 
 
@@ -229,9 +229,36 @@ def _eval_section(records: list[dict]) -> str:
     panels = "".join(
         _plot(_series(evals, [k, f], {k: name, f: "real data"}), f"{name} during training")
         for (k, f), name in zip(floor.items(), ("FID", "KID", "coverage")))
-    rows = [[r.get("step"), fmt(r.get("fid")), fmt(r.get("kid")), fmt(r.get("coverage")),
-             fmt(r.get("density")), fmt(r.get("eval_n"))] for r in evals]
-    return named + panels + table(["step", "FID", "KID", "coverage", "density", "images"], rows, "num")
+    panels += _quality_over_time(evals)
+    rows = [[r.get("step"), fmt(r.get("images_seen")), _minutes(r.get("time_s")), fmt(r.get("fid")),
+             fmt(r.get("kid")), fmt(r.get("coverage")), fmt(r.get("density")), fmt(r.get("eval_n")),
+             fmt(r.get("eval_s"))] for r in evals]
+    spent = sum(r.get("eval_s") or 0 for r in evals)
+    cost = (f"<p>evaluation took {duration(spent)} in all, kept off the training clock "
+            f"(the minutes above are training time)</p>") if spent else ""
+    extractor = next((r["extractor"] for r in reversed(evals) if r.get("extractor")), None)
+    named += f"<p>features: {escape(extractor)}</p>" if extractor else ""
+    return named + panels + cost + table(
+        ["step", "images seen", "minutes", "FID", "KID", "coverage", "density", "images scored", "eval s"],
+        rows, "num")
+
+
+def _minutes(seconds) -> str:
+    return f"{seconds / 60:.2f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def _quality_over_time(evals: list[dict]) -> str:
+    """FID against training minutes and against images seen: the curves that compare recipes in a
+    user's time and in data, whatever a step costs."""
+    if not any("fid" in r for r in evals):
+        return ""
+    minutes = [r["time_s"] / 60 if isinstance(r.get("time_s"), (int, float)) else None for r in evals]
+    images = [r.get("images_seen") for r in evals]
+    fids, floors = [r.get("fid") for r in evals], [r.get("floor_fid") for r in evals]
+    return (_plot({"FID": (minutes, fids), "real data": (minutes, floors)}, "FID against training time",
+                  "minutes of training")
+            + _plot({"FID": (images, fids), "real data": (images, floors)}, "FID against images seen",
+                    "real images seen"))
 
 
 def _eval_json_section(result: dict | None) -> str:

@@ -4,7 +4,8 @@
     each step  (1) D updates on real batches (batches.py) and fakes, (2) one G update, G's EMA
                (the arithmetic: step.py, d_calls.py, losses.py), then the divergence check (divergence.py)
     on schedule (schedule.py): a log line, the sample grid (gankit.run.training_views), an evaluation
-               (periodic_eval.py), a checkpoint (gankit.run.checkpoint) and the views redrawn
+               (periodic_eval.py, by steps or by minutes: eval_marks.py; its time is kept off the
+               training clock), a checkpoint (gankit.run.checkpoint) and the views redrawn
 
 Everything a step depends on goes into each checkpoint, so a resumed run computes exactly what an
 uninterrupted one would have. The run directory's files are gankit.run.rundir's. Under torchrun, one
@@ -26,10 +27,11 @@ from torch import Tensor
 import gankit
 from gankit.run import checkpoint as ckpt_io
 from gankit.training.batches import RealBatches
-from gankit.config import Config
+from gankit.config import Config, eval_minutes
 from gankit.data import ImageSet, open_dataset
 from gankit.training.distributed import Dist, batch_split, describe_batch
 from gankit.training.divergence import DivergenceGuard
+from gankit.training.eval_marks import MinuteMarks
 from gankit.errors import UserError
 from gankit.training.health import LiveHealth
 from gankit.training.progress import progress_display
@@ -148,7 +150,8 @@ class Run:
                               image_size=self.data.image_shape[1], num_classes=self.num_classes,
                               report=cfg.report, enabled=self.dist.is_main)
         self.evaluator = None
-        if cfg.eval_every:
+        self.minute_marks = MinuteMarks(eval_minutes(cfg.eval_at_minutes) or ())
+        if cfg.eval_every or self.minute_marks.pending:
             from gankit.training.periodic_eval import TrainingEvaluator
             self.evaluator = TrainingEvaluator(cfg, self.dist, self.device, self.num_classes)
         if cfg.tensorboard == "on":
@@ -187,8 +190,27 @@ class Run:
     def draw_grid(self) -> None:
         self._grid_spread = self.views.grid(self.state.sampler, self.state.fixed_z, self.progress.step, self.device)
 
-    def evaluate(self, metrics_file: TextIO) -> None:
-        self.evaluator(self.state, metrics_file, self.rundir, self.tb, say=None if self.quiet else _say)
+    def evaluate(self, metrics_file: TextIO, tick: _Tick, mark_minutes: float | None = None) -> float:
+        """Score the sampler now; return the seconds it took, which the caller keeps off the
+        training clock (the tick's start moves on by as much)."""
+        seconds = self.progress.seconds + (time.perf_counter() - tick.start)  # the training clock now
+        spent = self.evaluator(self.state, metrics_file, self.rundir, self.tb, say=None if self.quiet else _say,
+                               seconds=seconds, mark_minutes=mark_minutes)
+        tick.start += spent
+        self.progress.eval_seconds += spent
+        return spent
+
+    def minute_mark_due(self, tick: _Tick, at_log_line: bool) -> float | None:
+        """The --eval-at-minutes mark the training clock has passed, if any. Several processes read
+        their clocks only at log lines, and follow rank 0's, so that all of them evaluate together."""
+        if not self.minute_marks.pending:
+            return None
+        if not self.dist.active:
+            return self.minute_marks.due(self.progress.seconds + (time.perf_counter() - tick.start))
+        if not at_log_line:
+            return None
+        clock = torch.tensor([self.progress.seconds if self.dist.is_main else 0.0], device=self.device)
+        return self.minute_marks.due(float(self.dist.mean(clock)) * self.dist.world_size)
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint (rank 0; the others wait, and learn of a failure); it also becomes the
@@ -239,6 +261,8 @@ class Run:
                       f"(raise --steps, --epochs or --images to train further)")
             return self.summary()
         self.tb = self.views.tb = self._open_tensorboard()
+        # the marks still ahead of the clock (a resumed run has passed some)
+        self.minute_marks = MinuteMarks(eval_minutes(cfg.eval_at_minutes) or (), self.progress.seconds)
         if self.progress.step == 0:
             self.draw_grid()  # the noise G starts from
         self.guard.remember(self.state.state_dict())
@@ -277,8 +301,9 @@ class Run:
                         bar.update(1)
                     if sched.draws_grid(step, epoch_ended, stopping):
                         self.draw_grid()
-                    if sched.evaluates(step):
-                        self.evaluate(log)
+                    mark = self.minute_mark_due(tick, sched.logs(step, stopping))
+                    if sched.evaluates(step) or mark is not None:
+                        deadline += self.evaluate(log, tick, mark)  # evaluation is not training time
                     if sched.checkpoints(step, stopping):
                         log.flush()
                         self.save_checkpoint()
@@ -344,7 +369,7 @@ class Run:
         p = self.progress
         return {"run_dir": str(self.rundir.path), "step": p.step, "total_steps": self.total_steps,
                 "epochs": round(p.epoch + p.position / len(self.data), 3), "images_seen": p.images_seen,
-                "seconds": round(p.seconds, 1)}
+                "seconds": round(p.seconds, 1), "eval_seconds": round(p.eval_seconds, 1)}
 
     def _log(self, msg: str) -> None:
         if not self.quiet:

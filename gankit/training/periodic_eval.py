@@ -1,10 +1,12 @@
-"""Evaluation during training (--eval-every), logged to metrics.jsonl, keeping the best checkpoint.
+"""Evaluation during training (--eval-every steps, --eval-at-minutes of training time), logged to metrics.jsonl.
 
-FID and the other scores of `eval_n` images from fixed latents; the checkpoint with the best FID is
-kept as checkpoints/best.pt."""
+FID and the other scores of `eval_n` images from fixed latents, with the images seen and the
+training clock; the checkpoint with the best FID is kept as checkpoints/best.pt. The features are
+the dataset's shipped classifier's, or those of the file --eval-evaluator names."""
 
 from __future__ import annotations
 
+import time
 from typing import Callable, TextIO
 
 import numpy as np
@@ -30,15 +32,25 @@ class TrainingEvaluator:
             self.evaluator = Evaluator(cfg.dataset, metrics=parse_metrics(cfg.eval_metrics), n_floor=cfg.eval_n,
                                        data_dir=cfg.data_dir, classes=cfg.classes or None,
                                        image_size=cfg.image_size, channels=cfg.channels, fit=cfg.fit,
-                                       alpha=cfg.alpha, device=str(device))
+                                       alpha=cfg.alpha, evaluator=cfg.eval_evaluator, device=str(device))
             self.extract = self.evaluator.extractor
         else:  # the other ranks only extract features of their share of the images
             self.evaluator = None
-            self.extract = make_extractor("classifier", cfg.dataset, device=str(device))
+            self.extract = make_extractor("classifier", cfg.dataset, evaluator=cfg.eval_evaluator, device=str(device))
 
     def __call__(self, state: TrainingState, metrics_file: TextIO, rundir: RunDir, tb=None,
-                 say: Callable[[str], None] | None = None) -> None:
-        """Score, log the record (and mirror it to `tb`), keep best.pt, and `say` the scores."""
+                 say: Callable[[str], None] | None = None, *, seconds: float | None = None,
+                 mark_minutes: float | None = None) -> float:
+        """Score, log the record (and mirror it to `tb`), keep best.pt, and `say` the scores; return
+        the seconds it took. seconds: the training clock now (default: the last log line's);
+        mark_minutes: the --eval-at-minutes mark that called it."""
+        start = time.perf_counter()
+        self._evaluate(state, metrics_file, rundir, tb, say, state.progress.seconds if seconds is None else seconds,
+                       mark_minutes, start)
+        return time.perf_counter() - start
+
+    def _evaluate(self, state: TrainingState, metrics_file: TextIO, rundir: RunDir, tb, say, seconds: float,
+                  mark_minutes: float | None, start: float) -> None:
         cfg, p = self.cfg, state.progress
         z = sample_latent(cfg.eval_n, cfg.latent_dim, cfg.latent_dist,
                           generator=torch.Generator().manual_seed(cfg.seed + 2))  # never the training RNG
@@ -52,9 +64,12 @@ class TrainingEvaluator:
         features = np.concatenate([f for f, _ in shares])
         logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
         result = self.evaluator.score_features(features, logits)
-        record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(p.seconds, 3),
-                  "eval_n": cfg.eval_n, **result.metrics,
-                  **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)}}
+        record = {"step": p.step, "images_seen": p.images_seen, "time_s": round(seconds, 3),
+                  **({"mark_minutes": mark_minutes} if mark_minutes is not None else {}),
+                  "eval_n": cfg.eval_n, "extractor": result.protocol["extractor"], **result.metrics,
+                  **{f"floor_{k}": v for k, v in result.floor.items() if not isinstance(v, list)},
+                  # what this evaluation cost, up to its record (best.pt after it is not counted)
+                  "eval_s": round(time.perf_counter() - start, 3)}
         append_record(metrics_file, record)
         metrics_file.flush()
         if tb is not None:

@@ -32,6 +32,7 @@ class Progress:
     position: int = 0  # index into `permutation` of the next real batch
     images_seen: int = 0  # real images shown to D
     seconds: float = 0.0  # training time over every process that trained the run (resumes included)
+    eval_seconds: float = 0.0  # time spent evaluating during training, kept off `seconds`
     best_fid: float | None = None  # lowest FID of the evaluations so far (checkpoints/best.pt holds it)
     lr_scale: float = 1.0  # learning rates are multiplied by this after rollbacks from divergence
     rollbacks: int = 0  # how often the run rolled back from NaN/Inf or exploding losses
