@@ -207,8 +207,8 @@ def test_train_evaluator_stores_the_check_and_eval_prints_it(labelled_file, caps
     assert main(["eval", str(root / "fake.npz"), "--dataset", str(root / "shapes.npz"), "--evaluator", str(out),
                  "-n", "40", "--metrics", "fid", "--json", str(root / "e.json")]) == 0
     printed = capsys.readouterr().out
-    assert f"extractor check (stored in {out.name}): {'passes' if check['passes'] else 'FAILS'}" in printed
-    assert "2x2 tiles shuffled" in printed and "structure:" in printed
+    assert f"extractor check of {out.name}: {'passes' if check['passes'] else 'FAILS'} (2x2 tiles shuffled" in printed
+    assert "two pictures averaged" in printed and len(printed.splitlines()) < 20  # one line; the rest in eval.json
     import json
     stored = json.loads((root / "e.json").read_text())["protocol"]["extractor_check"]
     assert stored["floor_fid"] == check["floor_fid"] and stored["file"] == out.name
@@ -228,3 +228,18 @@ def test_an_extractor_file_from_before_the_check_still_loads_and_says_so(labelle
     printed = capsys.readouterr().out
     assert "FID" in printed and "extractor check: none stored in old-classifier.pt" in printed
     assert "gankit train-evaluator --dataset" in printed
+
+
+def test_the_shipped_classifiers_carry_a_passing_check():
+    """gankit/weights/*.check.json, written by tools/check_shipped_extractors.py: what `gankit eval`
+    prints for the default extractors of mnist, mnist-5k and fashion-mnist."""
+    from pathlib import Path
+
+    from gankit.metrics.evaluate import stored_check
+    import gankit.metrics.classifier as classifier_module
+
+    weights = Path(classifier_module.__file__).resolve().parent.parent / "weights"
+    for name in ("mnist-classifier.pt", "fashion-mnist-classifier.pt"):
+        stored = stored_check({}, weights / name)
+        assert "check" in stored, name
+        assert stored["check"]["passes"] and stored["check"]["floor_fid"] > 0, name

@@ -128,7 +128,8 @@ def checksum(name: str, folder: Path) -> str:
     state = checkpoint.load(checkpoint.latest(run))
     kept = {k: v for k, v in state.items() if k in {"generator", "discriminator", "generator_ema", "opt_g", "opt_d",
                                                        "ada", "rng", "ema"}}
-    kept["progress"] = {k: v for k, v in state["progress"].items() if k != "seconds"}  # wall-clock
+    # the counters a step computes (not the clocks, nor counters that later versions may add)
+    kept["progress"] = {k: state["progress"][k] for k in ("step", "epoch", "position", "images_seen", "lr_scale")}
     digest = hashlib.sha256()
     _digest(kept, digest)
     return digest.hexdigest()[:24]

@@ -298,8 +298,8 @@ def format_table(ev: Evaluation) -> str:
         if p.get(note):
             lines.append(p[note])
     if p.get("extractor_check"):
-        from gankit.metrics.sensitivity import describe_check
-        lines.append(describe_check(p["extractor_check"], p["extractor_check"].get("file")))
+        from gankit.metrics.sensitivity import summarise_check
+        lines.append(summarise_check(p["extractor_check"], p["extractor_check"].get("file")))
     elif p.get("extractor_check_missing"):
         lines.append(p["extractor_check_missing"])
     return "\n".join(lines)

@@ -191,6 +191,19 @@ def judge(rows: list[dict], floor: float) -> list[str]:
     return failures
 
 
+def summarise_check(check: dict, source: str | None = None) -> str:
+    """The check in one line, as `gankit eval` prints it under the scores: the verdict, the barred
+    degradations against the floor, and why it fails (the whole check is in eval.json)."""
+    where = f" of {source}" if source else ""
+    barred = [r for r in check["degradations"] if (r["family"], r["strength"]) in BARRED]
+    shown = ", ".join(f"{r['what']} {r['times_floor']:.3g}x" for r in barred)
+    line = (f"extractor check{where}: {'passes' if check['passes'] else 'FAILS'} ({shown} the floor FID "
+            f"{check['floor_fid']:.3g}")
+    if check["failures"]:
+        return line + "; " + "; ".join(check["failures"]) + "): do not choose between runs with it"
+    return line + "; every family rises with its strength; all of it in eval.json)"
+
+
 def describe_check(check: dict, source: str | None = None) -> str:
     """The check as lines for the terminal: the verdict, the floor, then a line per kind."""
     verdict = "passes" if check["passes"] else "FAILS"

@@ -190,9 +190,10 @@ class Run:
     def draw_grid(self) -> None:
         self._grid_spread = self.views.grid(self.state.sampler, self.state.fixed_z, self.progress.step, self.device)
 
-    def evaluate(self, metrics_file: TextIO, tick: _Tick, mark_minutes: float | None = None) -> float:
+    def evaluate(self, metrics_file: TextIO, tick: _Tick | None = None, mark_minutes: float | None = None) -> float:
         """Score the sampler now; return the seconds it took, which the caller keeps off the
-        training clock (the tick's start moves on by as much)."""
+        training clock (the tick's start moves on by as much; no tick: between ticks, as after a load)."""
+        tick = tick if tick is not None else _Tick()
         seconds = self.progress.seconds + (time.perf_counter() - tick.start)  # the training clock now
         spent = self.evaluator(self.state, metrics_file, self.rundir, self.tb, say=None if self.quiet else _say,
                                seconds=seconds, mark_minutes=mark_minutes)
