@@ -39,8 +39,8 @@ if TYPE_CHECKING:  # imported when used: `import gankit` stays free of torch
     import torch
 
     from gankit.config import Config
-    from gankit.training.distributed import Dist
     from gankit.sampling import TrainedGenerator
+    from gankit.training.distributed import Dist
 
 __all__ = ["Scores", "TrainedRun", "evaluate", "evaluate_truncations", "load", "resolve_run", "train",
            "train_summary"]
@@ -272,8 +272,8 @@ def _refuse_images_for_truncation(target: Any) -> None:
     import numpy as np
     import torch
 
-    if isinstance(target, (torch.Tensor, np.ndarray)) or (
-            isinstance(target, (str, os.PathLike)) and not isinstance(target, TrainedRun) and is_image_set(Path(target))):
+    a_path = isinstance(target, (str, os.PathLike)) and not isinstance(target, TrainedRun)
+    if isinstance(target, (torch.Tensor, np.ndarray)) or (a_path and is_image_set(Path(target))):
         raise UserError("--truncation needs a generator (a run, checkpoint or export): images already drawn have "
                         "no latents to truncate")
 
@@ -317,8 +317,8 @@ def _images_to_score(target: Any, dataset: str | None, n: int, seed: int, device
         target = load_generator(path, device=device)
     given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
     if given:
-        raise UserError(f"{', '.join(given)}: a run, checkpoint or export is scored against its dataset read as the run "
-                        "read it; drop the flag (it is for sets of images)")
+        raise UserError(f"{', '.join(given)}: a run, checkpoint or export is scored against its dataset read as "
+                        "the run read it; drop the flag (it is for sets of images)")
     tg = target
     cfg = tg.cfg
     data_opts = run_data_options(cfg)

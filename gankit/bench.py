@@ -84,9 +84,9 @@ class PlainLoop:
         from torch.utils.data import DataLoader, TensorDataset
 
         from gankit.images import to_float
-        from gankit.training.losses import LOSSES
-        from gankit.nets.spec import net_spec
         from gankit.nets import build
+        from gankit.nets.spec import net_spec
+        from gankit.training.losses import LOSSES
 
         if cfg.conditioning == "auto":
             raise ValueError("PlainLoop needs a resolved --conditioning (the gankit run's cfg), not 'auto'")
@@ -313,8 +313,7 @@ def run_benchmark(presets: list[str], *, dataset: str, device: str, seconds: flo
     """Measure every preset (each in its own child process) and the machine's matmul rates.
     `samples`: images drawn for the sampling time (reported per 10k); `batch_size`: replaces
     every preset's own."""
-    from gankit.training.compute import pick_device
-    from gankit.training.compute import native_bf16
+    from gankit.training.compute import native_bf16, pick_device
 
     torch.set_num_threads(threads)
     dev = pick_device(device)

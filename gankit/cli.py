@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="classifier: passes over the training images (default 8)")
     p.add_argument("--steps", type=int, default=None,
                    help="self-supervised: training steps of 128 pictures (default 300)")
-    _shared(p, "seed", "data_dir", "image_size", "fit", "alpha", "quiet", seed="seeds the extractor's training (default 0)",
+    _shared(p, "seed", "data_dir", "image_size", "fit", "alpha", "quiet",
+            seed="seeds the extractor's training (default 0)",
             image_size="pictures: read at this size, as the runs to be scored were (default: as `gankit train` would)",
             quiet="no progress messages")
     p.set_defaults(func=cmd_train_evaluator)

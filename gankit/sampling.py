@@ -15,17 +15,17 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gankit.run import checkpoint as ckpt_io
-from gankit.run import pictures as viz
-from gankit.run.model_card import sample_grid_args, write_model_card
 from gankit.config import Config, make_config
 from gankit.errors import UserError
 from gankit.export import export_generator, is_export, load_export
 from gankit.images import save_png
+from gankit.nets import build
 from gankit.nets.latents import generate, interpolate_latents, sample_latent, truncate
 from gankit.nets.spec import net_spec
+from gankit.run import checkpoint as ckpt_io
+from gankit.run import pictures as viz
+from gankit.run.model_card import sample_grid_args, write_model_card
 from gankit.training.compute import pick_device
-from gankit.nets import build
 
 
 @dataclass

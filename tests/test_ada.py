@@ -8,18 +8,27 @@ import pytest
 import torch
 
 from gankit.augment.ada import ADA_LENGTH, AdaptiveAugment, ada_for_config, auto_length
-from gankit.augment.ada_ops import (ADA_OPS, COLOUR_OPS, DEFAULT_ADA_OPS, ada_augment, flip_x, parse_ada_ops,
-                            rotate90, rotate_hue, scale)
+from gankit.augment.ada_ops import (
+    ADA_OPS,
+    COLOUR_OPS,
+    DEFAULT_ADA_OPS,
+    ada_augment,
+    flip_x,
+    parse_ada_ops,
+    rotate90,
+    rotate_hue,
+    scale,
+)
 from gankit.augment.diffaugment import adjust_brightness, adjust_contrast, adjust_saturation
-from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
 from gankit.errors import UserError
-from gankit.nets.spec import net_spec
 from gankit.nets import build
+from gankit.nets.spec import net_spec
+from gankit.run.checkpoint import latest, load
 from gankit.run.report import render_report
-from gankit.training.step import GANStep
 from gankit.run.tensorboard_log import scalar_tag
+from gankit.training.step import GANStep
 
 GEOMETRIC = ("xflip", "rot90", "translation", "scale", "cutout")
 

@@ -3,9 +3,20 @@
 import pytest
 import torch
 
-from gankit.augment.diffaugment import (AUGMENT_OPS, adjust_brightness, adjust_contrast, adjust_saturation, cut_out,
-                            cutout_size, diff_augment, parse_augment_policy, random_color, random_cutout,
-                            random_translation, translate)
+from gankit.augment.diffaugment import (
+    AUGMENT_OPS,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    cut_out,
+    cutout_size,
+    diff_augment,
+    parse_augment_policy,
+    random_color,
+    random_cutout,
+    random_translation,
+    translate,
+)
 from gankit.errors import UserError
 
 ALL = "color,translation,cutout"

@@ -6,6 +6,7 @@ import hashlib
 import pytest
 import torch
 from torch import nn
+from weights_record import _digest
 
 import gankit
 from gankit.config import make_config
@@ -17,7 +18,6 @@ from gankit.run import checkpoint
 from gankit.training.d_calls import CallEach, OneCall
 from gankit.training.lecam import LeCamAnchors
 from gankit.training.step import GANStep
-from weights_record import _digest
 
 
 def nets(image_shape=(3, 32, 32), **fields):

@@ -16,8 +16,17 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.data import ImageSet, dataset_names, describe_datasets, open_dataset
-from gankit.data import cifar, download, embedded, locate, mnist
+from gankit.data import (
+    ImageSet,
+    cifar,
+    dataset_names,
+    describe_datasets,
+    download,
+    embedded,
+    locate,
+    mnist,
+    open_dataset,
+)
 from gankit.data.safe_pickle import safe_loads
 from gankit.data.transforms import convert_channels, resize_square
 from gankit.errors import UserError

@@ -25,12 +25,12 @@ import pytest
 import torch
 
 import gankit
-from gankit.training import distributed
-from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
-from gankit.training.distributed import Dist, Replica, batch_split, describe_batch, private_seed, process_group
 from gankit.errors import RunFailed, UserError
+from gankit.run.checkpoint import latest, load
+from gankit.training import distributed
+from gankit.training.distributed import Dist, Replica, batch_split, describe_batch, private_seed, process_group
 from gankit.training.loop import Run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gankit"]

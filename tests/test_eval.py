@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gankit.cli import main
-from gankit.run.checkpoint import load
 from gankit.data import open_dataset
 from gankit.metrics.reference import cache_dir
+from gankit.run.checkpoint import load
 
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "2", "--sample-every", "50",
         "--checkpoint-every", "50", "--sample-grid", "4"]

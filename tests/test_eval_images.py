@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_contrastive import discs, stripes
 
 from gankit.cli import main
 from gankit.data import open_dataset
-from test_contrastive import discs, stripes
 
 BIG = 48   # the pictures' own size in the folder
 SMALL = 16  # the size runs and the extractor read them at

@@ -14,10 +14,10 @@ import torch
 import gankit.run.checkpoint as ckpt_io
 from gankit.cli import main
 from gankit.config import make_config
-from gankit.training.loop import Run
-from gankit.nets.spec import net_spec
 from gankit.nets import build
+from gankit.nets.spec import net_spec
 from gankit.presets import preset
+from gankit.training.loop import Run
 
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "1", "--sample-every", "100",
         "--sample-every-early", "100", "--checkpoint-every", "3", "--sample-grid", "4", "-q"]

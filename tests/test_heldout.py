@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_data import make_mnist_files
+from test_train import TINY
 from torch import nn
 
 from gankit.cli import main
 from gankit.data import ImageSet
 from gankit.training.overfitting_probe import HeldOutProbe, split_holdout
-from test_data import make_mnist_files
-from test_train import TINY
 
 
 def image_set(values, labels=None):

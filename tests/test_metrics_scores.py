@@ -7,8 +7,16 @@ import pytest
 from scipy import linalg
 
 from gankit.metrics import scores
-from gankit.metrics.scores import (class_stats, density_coverage, feature_stats, fid, fid_from_stats,
-                                   inception_score, kid, precision_recall)
+from gankit.metrics.scores import (
+    class_stats,
+    density_coverage,
+    feature_stats,
+    fid,
+    fid_from_stats,
+    inception_score,
+    kid,
+    precision_recall,
+)
 
 
 def rng(seed=0):

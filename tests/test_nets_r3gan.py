@@ -10,7 +10,8 @@ from torch import nn
 from gankit.errors import UserError
 from gankit.nets import ARCHS, NetSpec, build
 from gankit.nets.init import INIT_SCHEMES, init_weights
-from gankit.nets.r3gan import Down, ResidualBlock, Up, build as build_r3gan, stage_channels
+from gankit.nets.r3gan import Down, ResidualBlock, Up, stage_channels
+from gankit.nets.r3gan import build as build_r3gan
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 

@@ -6,11 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.training.losses import LOSSES
 from gankit.nets import ARCHS, NetSpec, build
 from gankit.nets.conditional import ConditionalBatchNorm2d
 from gankit.nets.resnet import DBlock, FirstDBlock, GBlock
 from gankit.nets.spectral import is_spectral_normalised
+from gankit.training.losses import LOSSES
 
 SHAPES = [(c, s, s) for s in (28, 32, 64) for c in (1, 3)]
 CLASSES = 10

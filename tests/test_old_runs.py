@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import torch
+from weights_record import _digest
 
 import gankit
 from gankit.run import checkpoint
-from weights_record import _digest
 
 OLD_RUN = Path(__file__).parent / "data" / "run-before-layout"
 # What the code of that time computed resuming this run to --steps 8 with one torch thread.

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import gankit.training.loop
-from gankit.training.batches import RealBatches
-from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.data import ImageSet
-from gankit.training.distributed import Dist
 from gankit.errors import UserError
+from gankit.run.checkpoint import latest, load
+from gankit.training.batches import RealBatches
+from gankit.training.distributed import Dist
 from gankit.training.placement import choose_placement, place
 from gankit.training.state import Progress
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from gankit.api import resolve_run
-from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET
 from gankit.preset_choice import resolve_for_data
+from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET
 
 
 def _folder(tmp_path, colour: bool):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from gankit import cli
-from gankit.run import pictures as viz
 from gankit.errors import UserError
 from gankit.presets import preset
+from gankit.run import pictures as viz
 from gankit.run.compare import compare_runs
 from gankit.run.report import MAX_FRAMES, health_warnings, write_report
 

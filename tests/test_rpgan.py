@@ -8,11 +8,11 @@ import torch
 
 from gankit.config import make_config
 from gankit.errors import UserError
-from gankit.training.losses import LOSSES, r1_penalty, r2_penalty, squared_gradient_norms, zero_centred_penalty
-from gankit.nets.spec import net_spec
 from gankit.nets import build
 from gankit.nets.r3gan import ResidualBlock
+from gankit.nets.spec import net_spec
 from gankit.training.d_calls import CallEach, OneCall
+from gankit.training.losses import LOSSES, r1_penalty, r2_penalty, squared_gradient_norms, zero_centred_penalty
 from gankit.training.step import GANStep
 
 RPGAN = LOSSES["rpgan"]

@@ -5,7 +5,6 @@ code around or rewriting the step must not change one bit of what a run computes
 import json
 
 import pytest
-
 import weights_record
 
 RECORDED = json.loads(weights_record.RECORD.read_text())

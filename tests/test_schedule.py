@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.config import make_config
 from gankit.errors import UserError
 from gankit.presets import PRESETS, preset
+from gankit.run.checkpoint import latest, load
 from gankit.training.schedule import Schedule, describe_length, steps_for_images
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_contrastive import discs, stripes
 
 from gankit.metrics import degradations as deg
 from gankit.metrics.sensitivity import FAMILIES, STRUCTURE_BAR, describe_check, judge, kmeans, sensitivity_check
-from test_contrastive import discs, stripes
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -235,8 +235,8 @@ def test_the_shipped_classifiers_carry_a_passing_check():
     prints for the default extractors of mnist, mnist-5k and fashion-mnist."""
     from pathlib import Path
 
-    from gankit.metrics.evaluate import stored_check
     import gankit.metrics.classifier as classifier_module
+    from gankit.metrics.evaluate import stored_check
 
     weights = Path(classifier_module.__file__).resolve().parent.parent / "weights"
     for name in ("mnist-classifier.pt", "fashion-mnist-classifier.pt"):

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from gankit.config import make_config
-from gankit.training.losses import gradient_penalty
-from gankit.nets.spec import net_spec
 from gankit.nets import build
+from gankit.nets.spec import net_spec
 from gankit.training.compute import autocast, compiled, has_batchnorm, native_bf16, resolve_precision
 from gankit.training.d_calls import CallEach, OneCall
+from gankit.training.losses import gradient_penalty
 from gankit.training.step import GANStep
 
 

@@ -7,15 +7,20 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.run import tensorboard_log
 from gankit.errors import UserError
+from gankit.run import tensorboard_log
 from gankit.run.tensorboard_log import TensorBoardLog, scalar_tag, tensorboard_available
 
 if not tensorboard_available():
     pytest.skip("the tensorboard package is not installed (pip install tensorboard)", allow_module_level=True)
 
 from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
-    COMPRESSED_HISTOGRAMS, HISTOGRAMS, IMAGES, SCALARS, EventAccumulator)
+    COMPRESSED_HISTOGRAMS,
+    HISTOGRAMS,
+    IMAGES,
+    SCALARS,
+    EventAccumulator,
+)
 
 TRAIN_RECORD = {"step": 100, "epoch": 0.5, "images_seen": 6400, "time_s": 12.5, "d_loss": 1.25, "g_loss": 0.75,
                 "d_real": 0.5, "d_fake": -0.5, "d_acc_real": 0.875, "d_acc_fake": 0.625, "lr_g": 2e-4, "lr_d": 1e-4,

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.run.checkpoint import latest, load
 from gankit.cli import main
 from gankit.data import open_dataset
 from gankit.nets.latents import grid_labels
+from gankit.run.checkpoint import latest, load
 
 # Tiny networks keep each run to about a second on a laptop CPU.
 TINY = ["--width", "8", "--batch-size", "16", "--log-every", "2", "--sample-every", "4",

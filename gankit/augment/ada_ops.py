@@ -34,8 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gankit.augment.diffaugment import (adjust_brightness, adjust_contrast, adjust_saturation, cut_out, cutout_size,
-                            translate)
+from gankit.augment.diffaugment import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    cut_out,
+    cutout_size,
+    translate,
+)
 from gankit.errors import UserError
 
 # In the order they are applied, whatever order the user names them in: geometry first, then

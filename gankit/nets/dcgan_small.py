@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.nets.layers import (UnconditionalNet, batchnorm1d, batchnorm2d, check_multiple_of, d_dropout,
-                                 scaled, to_logits)
+from gankit.nets.layers import (
+    UnconditionalNet,
+    batchnorm1d,
+    batchnorm2d,
+    check_multiple_of,
+    d_dropout,
+    scaled,
+    to_logits,
+)
 from gankit.nets.spec import NetSpec
 
 # Seed 004's D: LeakyReLU(alpha=0.2) after every hidden layer.

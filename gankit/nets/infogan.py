@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.nets.layers import (UnconditionalNet, batchnorm1d, batchnorm2d, check_multiple_of, d_dropout,
-                                 scaled, to_logits)
+from gankit.nets.layers import (
+    UnconditionalNet,
+    batchnorm1d,
+    batchnorm2d,
+    check_multiple_of,
+    d_dropout,
+    scaled,
+    to_logits,
+)
 from gankit.nets.spec import NetSpec
 
 # Seed 003's D uses LeakyReLU with PyTorch's default slope, 0.01 (not the 0.2 of the others).

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gankit.run import pictures as viz
 from gankit.nets.latents import class_row_length, generate, grid_labels
+from gankit.run import pictures as viz
 from gankit.run.rundir import RunDir, eval_records
 
 

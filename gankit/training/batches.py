@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from gankit.data import ImageSet
-from gankit.training.distributed import Dist
 from gankit.images import to_float
+from gankit.training.distributed import Dist
 from gankit.training.placement import Placement, place
 from gankit.training.prefetch import HostGather
 from gankit.training.state import Progress

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from gankit.config import Config
-from gankit.training.distributed import Dist
 from gankit.errors import RunFailed
 from gankit.run.rundir import RunDir, append_record
+from gankit.training.distributed import Dist
 from gankit.training.state import TrainingState
 
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 import gankit
-from gankit.run import checkpoint as ckpt_io
 from gankit.config import RESUMABLE_FIELDS, Config, diff, make_config
-from gankit.training.distributed import Dist, describe_batch
 from gankit.errors import UserError
-from gankit.training.loop import Run
 from gankit.nets import count_params
+from gankit.run import checkpoint as ckpt_io
 from gankit.run.rundir import RunDir
 from gankit.training.compute import dtype_name
+from gankit.training.distributed import Dist, describe_batch
+from gankit.training.loop import Run
 
 
 def start(cfg: Config, run_dir: Path, *, preset: str | None, quiet: bool = False, dist: Dist | None = None) -> dict:

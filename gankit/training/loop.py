@@ -25,26 +25,26 @@ import torch
 from torch import Tensor
 
 import gankit
-from gankit.run import checkpoint as ckpt_io
-from gankit.training.batches import RealBatches
 from gankit.config import Config, eval_minutes
 from gankit.data import ImageSet, open_dataset
+from gankit.errors import UserError
+from gankit.nets import build
+from gankit.nets.spec import net_spec
+from gankit.run import checkpoint as ckpt_io
+from gankit.run.rundir import RunDir, append_record
+from gankit.run.training_views import RunViews
+from gankit.training.batches import RealBatches
+from gankit.training.compute import pick_device
 from gankit.training.distributed import Dist, batch_split, describe_batch
 from gankit.training.divergence import DivergenceGuard
 from gankit.training.eval_marks import MinuteMarks
-from gankit.errors import UserError
 from gankit.training.health import LiveHealth
-from gankit.training.progress import progress_display
 from gankit.training.overfitting_probe import HeldOutProbe, split_holdout
-from gankit.nets.spec import net_spec
-from gankit.training.compute import pick_device
-from gankit.nets import build
-from gankit.run.rundir import RunDir, append_record
+from gankit.training.progress import progress_display
 from gankit.training.schedule import Schedule
 from gankit.training.state import Progress, TrainingState
 from gankit.training.step import GANStep
 from gankit.training.stop_signals import stop_signals
-from gankit.run.training_views import RunViews
 
 
 def open_data(cfg: Config, split: str | None = None, download: bool = True, quiet: bool = False) -> ImageSet:

@@ -12,11 +12,11 @@ from typing import Callable, TextIO
 import numpy as np
 import torch
 
-from gankit.run import checkpoint as ckpt_io
 from gankit.config import Config
-from gankit.training.distributed import Dist
 from gankit.nets.latents import generate, sample_latent
+from gankit.run import checkpoint as ckpt_io
 from gankit.run.rundir import RunDir, append_record
+from gankit.training.distributed import Dist
 from gankit.training.state import TrainingState
 
 

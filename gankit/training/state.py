@@ -16,11 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from gankit.augment.ada import ada_for_config
-from gankit.training.lecam import LeCamAnchors
 from gankit.config import Config
+from gankit.nets.latents import sample_latent
 from gankit.training.distributed import Dist
 from gankit.training.ema import GeneratorEMA
-from gankit.nets.latents import sample_latent
+from gankit.training.lecam import LeCamAnchors
 
 
 @dataclass

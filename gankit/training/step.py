@@ -26,12 +26,12 @@ from torch import Tensor, nn
 from gankit.augment.ada import AdaptiveAugment, ada_for_config
 from gankit.augment.diffaugment import diff_augment, parse_augment_policy
 from gankit.config import Config
-from gankit.training.distributed import Replica
-from gankit.training.d_calls import CallEach, Judged, OneCall
-from gankit.training.lecam import LeCamAnchors
-from gankit.training.losses import LOSSES, Loss, gradient_penalty
 from gankit.nets.latents import sample_latent
 from gankit.training.compute import autocast, compiled, mixes_images, resolve_precision, to_channels_last, warn_stderr
+from gankit.training.d_calls import CallEach, Judged, OneCall
+from gankit.training.distributed import Replica
+from gankit.training.lecam import LeCamAnchors
+from gankit.training.losses import LOSSES, Loss, gradient_penalty
 
 STAT_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "d_sign_real", "d_class_loss",
              "d_updates")
