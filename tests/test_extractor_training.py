@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import gankit.metrics.classifier_augment as classifier_augment
+from gankit.metrics import classifier_augment
 from gankit.data import ImageSet
 from gankit.data.folder_labels import labels_at_depth
 from gankit.data.name_groups import picture_groups
@@ -112,7 +112,7 @@ def test_augmentation_is_applied_to_training_batches_only(monkeypatch):
 
 def test_early_stopping_stops_when_held_out_accuracy_stops_rising_and_keeps_the_best_pass():
     record: dict = {}
-    model, accuracy = train_classifier(learnable(64, random_labels=True), learnable(40, seed=1, random_labels=True),
+    _, accuracy = train_classifier(learnable(64, random_labels=True), learnable(40, seed=1, random_labels=True),
                                        epochs=None, max_epochs=30, patience=2, batch_size=32, quiet=True,
                                        record=record)
     history = record["accuracy_per_epoch"]
