@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.metrics import classifier_augment
 from gankit.data import ImageSet
 from gankit.data.folder_labels import labels_at_depth
 from gankit.data.name_groups import picture_groups
 from gankit.errors import UserError
+from gankit.metrics import classifier_augment
 from gankit.metrics.classifier import train_classifier
 from gankit.metrics.evaluator_split import holdout_indices
 
