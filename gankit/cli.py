@@ -165,6 +165,8 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.image_size is not None and args.image_size < 1:
         raise UserError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    if args.max_epochs < 1:
+        raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}")
     if args.min_per_class < 1:
         raise UserError(f"--min-per-class must be at least 1, got {args.min_per_class}")
     label_depth = args.label_depth
@@ -180,7 +182,7 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
                     self_supervised=args.self_supervised, seed=args.seed, quiet=args.quiet,
                     image_size=args.image_size, fit=args.fit, alpha=args.alpha, label_depth=label_depth,
                     min_per_class=args.min_per_class, augment=not args.no_augment,
-                    holdout_groups=args.holdout_groups)
+                    holdout_groups=args.holdout_groups, max_epochs=args.max_epochs)
     return 0
 
 
@@ -394,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None,
                    help="classifier: passes over the training images (default: while held-out accuracy rises, "
                         "at most 40, stopping 5 passes after the best)")
+    p.add_argument("--max-epochs", type=int, default=40,
+                   help="classifier without --epochs: the most passes early stopping may take (default 40)")
     p.add_argument("--label-depth", default="auto", metavar="auto|N",
                    help="classifier on an image folder: labels from N folder levels (1: the top-level folders, as "
                         "before), or auto (default): as deep as every class keeps --min-per-class pictures")

@@ -146,6 +146,7 @@ def train_evaluator(
     min_per_class: int = MIN_PER_CLASS,
     augment: bool = True,
     holdout_groups: str = "picture",
+    max_epochs: int = MAX_EPOCHS,
 ) -> tuple[Path, dict]:
     """Train the evaluator for ``dataset`` and save it to ``out``; return (path, meta).
 
@@ -176,7 +177,7 @@ def train_evaluator(
                             "for --steps")
         return _train_contrastive(dataset, out, data_dir, steps, seed, quiet, picture_options, holdout_groups)
     options = {"label_depth": label_depth, "min_per_class": min_per_class, "augment": augment,
-               "holdout_groups": holdout_groups}
+               "holdout_groups": holdout_groups, "max_epochs": max_epochs}
     return _train_classifier(dataset, out, data_dir, epochs, seed, quiet, picture_options, options)
 
 
@@ -184,6 +185,7 @@ def _classifier_flags(options: dict) -> str:
     return ((f" --label-depth {options['label_depth']}" if options["label_depth"] != LABEL_DEPTH else "")
             + (f" --min-per-class {options['min_per_class']}" if options["min_per_class"] != MIN_PER_CLASS else "")
             + ("" if options["augment"] else " --no-augment")
+            + (f" --max-epochs {options['max_epochs']}" if options["max_epochs"] != MAX_EPOCHS else "")
             + (f" --holdout-groups {options['holdout_groups']}" if options["holdout_groups"] != "picture" else ""))
 
 
@@ -230,10 +232,11 @@ def _train_classifier(dataset: str, out: str | Path | None, data_dir: str | None
     start = time.perf_counter()
     record: dict = {}
     model, test_accuracy = train_classifier(train, test, epochs=epochs, seed=seed, quiet=quiet,
-                                            augment=options["augment"], record=record)
+                                            augment=options["augment"], max_epochs=options["max_epochs"],
+                                            record=record)
     seconds = time.perf_counter() - start
     training = {"augmented": bool(options["augment"]), **record,
-                "stopping": (f"early: at most {MAX_EPOCHS} passes, stopping {PATIENCE} passes after the best held-out "
+                "stopping": (f"early: at most {options['max_epochs']} passes, stopping {PATIENCE} passes after the best held-out "
                              "accuracy, whose weights are kept" if epochs is None else f"fixed: {epochs} passes")}
     class_names = train.class_names or [str(i) for i in range(model.num_classes)]
     meta = {
