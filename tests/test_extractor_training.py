@@ -150,3 +150,21 @@ def test_train_evaluator_records_labels_split_and_training_in_the_file(tmp_path)
     assert main(["train-evaluator", "--dataset", str(tmp_path / "units"), "--out", str(tmp_path / "bad.pt"),
                  "--label-depth", "zero"]) == 2
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_eval_finds_a_group_wise_split_again_from_the_self_supervised_file(tmp_path, capsys):
+    from gankit.cli import main
+    from gankit.metrics.contrastive import load_contrastive
+
+    write_sprites(tmp_path / "units", sprite_names())
+    out = tmp_path / "units-ss.pt"
+    assert main(["train-evaluator", "--dataset", str(tmp_path / "units"), "--self-supervised", "--steps", "2",
+                 "--holdout-groups", "name", "--out", str(out), "--quiet"]) == 0
+    holdout = load_contrastive(out)[1]["holdout"]
+    assert holdout["groups_rule"] == "name" and holdout["groups"] == 60
+    fake = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8).numpy()
+    np.savez(tmp_path / "fake.npz", images=fake)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "fake.npz"), "--dataset", str(tmp_path / "units"), "--evaluator", str(out),
+                 "-n", "40", "--metrics", "fid"]) == 0
+    assert "held out from the extractor's training" in capsys.readouterr().out
