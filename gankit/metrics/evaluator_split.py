@@ -49,7 +49,7 @@ def holdout_indices(n: int, fraction: float = HOLDOUT_FRACTION, seed: int = HOLD
         held += members[keys[g]]
     held_set = set(held)
     kept = [i for i in range(n) if i not in held_set]
-    if not kept:  # one group held more than the whole share: keep the last one drawn
+    if not kept:  # the groups drawn before reaching the share held every picture
         raise ValueError("the groups are too large for a held-out split: nothing would be left to train on")
     return torch.tensor(kept), torch.tensor(sorted(held))
 
