@@ -165,9 +165,24 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.image_size is not None and args.image_size < 1:
         raise UserError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    if args.max_epochs < 1:
+        raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}")
+    if args.min_per_class < 1:
+        raise UserError(f"--min-per-class must be at least 1, got {args.min_per_class}")
+    label_depth = args.label_depth
+    if label_depth != "auto":
+        try:
+            label_depth = int(label_depth)
+        except ValueError:
+            raise UserError(f"--label-depth {label_depth}: give auto or a folder depth of 1 or more") from None
+        if label_depth < 1:
+            raise UserError(f"--label-depth {label_depth}: give auto or a folder depth of 1 or more "
+                            "(1: the top-level folders)")
     train_evaluator(args.dataset, args.out, data_dir=args.data_dir, epochs=args.epochs, steps=args.steps,
                     self_supervised=args.self_supervised, seed=args.seed, quiet=args.quiet,
-                    image_size=args.image_size, fit=args.fit, alpha=args.alpha)
+                    image_size=args.image_size, fit=args.fit, alpha=args.alpha, label_depth=label_depth,
+                    min_per_class=args.min_per_class, augment=not args.no_augment,
+                    holdout_groups=args.holdout_groups, max_epochs=args.max_epochs)
     return 0
 
 
@@ -378,7 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-supervised", action="store_true",
                    help="train the contrastive extractor, which needs no labels (chosen by itself for pictures "
                         "without labels); its FIDs compare only with FIDs from the same file")
-    p.add_argument("--epochs", type=int, default=None, help="classifier: passes over the training images (default 8)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="classifier: passes over the training images (default: while held-out accuracy rises, "
+                        "at most 40, stopping 5 passes after the best)")
+    p.add_argument("--max-epochs", type=int, default=40,
+                   help="classifier without --epochs: the most passes early stopping may take (default 40)")
+    p.add_argument("--label-depth", default="auto", metavar="auto|N",
+                   help="classifier on an image folder: labels from N folder levels (1: the top-level folders, as "
+                        "before), or auto (default): as deep as every class keeps --min-per-class pictures")
+    p.add_argument("--min-per-class", type=int, default=30,
+                   help="with --label-depth auto: the fewest pictures a sub-folder needs to be a class (default 30)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="classifier: train on the pictures as they are (default: moved, zoomed, mirrored and "
+                        "colour-jittered, so that it learns shapes)")
+    p.add_argument("--holdout-groups", choices=("picture", "name"), default="picture",
+                   help="an image folder's held-out 20%%: random pictures (default), or name: whole groups of "
+                        "pictures whose file names begin with the same word (a sprite's animation frames), so "
+                        "no group is on both sides")
     p.add_argument("--steps", type=int, default=None,
                    help="self-supervised: training steps of 128 pictures (default 300)")
     _shared(p, "seed", "data_dir", "image_size", "fit", "alpha", "quiet",

@@ -19,6 +19,8 @@ import torch
 
 from gankit.atomic import atomic_write
 from gankit.data import ImageSet, open_dataset
+from gankit.data.name_groups import picture_groups
+from gankit.data.picture_names import kept_picture_names
 from gankit.errors import UserError
 from gankit.metrics.evaluator_split import holdout_indices
 
@@ -111,10 +113,26 @@ def reference_and_floor(dataset: str, *, n_reference: int | None, n_floor: int, 
     return ref, floor
 
 
+def _holdout_groups(train: ImageSet, holdout: dict) -> list[str] | None:
+    """The group key of every picture of ``train`` by the rule the extractor's split used (None:
+    every picture its own group). The folder was just read with the file's options, so listing
+    its names finds the prepared cache again."""
+    rule = holdout.get("groups_rule", "picture")
+    if rule == "picture":
+        return None
+    names = kept_picture_names(train.name, image_size=train.image_shape[-1], fit=str(holdout.get("fit", "crop")),
+                               alpha="keep" if train.image_shape[0] == 4 else "white")
+    if names is None or len(names) != len(train):
+        raise UserError(f"{train.name}: the extractor held out pictures by --holdout-groups {rule}, which needs "
+                        "the image folder it was trained on; pass that folder as --dataset")
+    return picture_groups(names, rule)
+
+
 def _holdout_reference_and_floor(train: ImageSet, test: ImageSet | None, holdout: dict, n_reference: int | None,
                                  n_floor: int) -> tuple[RealSet, RealSet]:
     """`reference_and_floor` for an extractor that held out part of `train` (see there)."""
-    kept, held = holdout_indices(len(train), float(holdout["fraction"]), int(holdout["seed"]))
+    kept, held = holdout_indices(len(train), float(holdout["fraction"]), int(holdout["seed"]),
+                                 groups=_holdout_groups(train, holdout))
     floor_idx = _subset(train, n_floor, seed=2, exclude=kept)
     floor = RealSet(train.images[floor_idx], None if train.labels is None else train.labels[floor_idx],
                     f"{len(floor_idx):,} {train.name} images held out from the extractor's training")

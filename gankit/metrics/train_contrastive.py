@@ -27,7 +27,12 @@ from gankit.metrics.contrastive import (
     save_contrastive,
     train_contrastive,
 )
-from gankit.metrics.evaluator_split import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_meta, split_holdout
+from gankit.metrics.evaluator_split import (
+    HOLDOUT_FRACTION,
+    HOLDOUT_SEED,
+    holdout_meta,
+    split_holdout,
+)
 from gankit.metrics.sensitivity import check_extractor
 from gankit.metrics.sensitivity import describe_check as describe_sensitivity
 
@@ -101,9 +106,11 @@ def describe_check(check: dict) -> str:
 
 def train_contrastive_evaluator(train: ImageSet, dataset: str, out: Path, *, command: str, steps: int = STEPS,
                                 batch_size: int = BATCH_SIZE, seed: int = 0, quiet: bool = False,
-                                picture_options: dict | None = None) -> tuple[Path, dict]:
-    """Train on the kept 80% of ``train``, check on the held-out 20%, save to ``out``; return (out, meta)."""
-    kept, held = split_holdout(train)
+                                picture_options: dict | None = None, groups: list[str] | None = None,
+                                groups_rule: str = "picture") -> tuple[Path, dict]:
+    """Train on the kept 80% of ``train``, check on the held-out 20%, save to ``out``; return (out, meta).
+    ``groups`` (a key per picture, by ``groups_rule``): whole groups are held out."""
+    kept, held = split_holdout(train, groups)
     if not quiet:
         print(f"training the contrastive extractor on {len(kept)} of the {len(train)} pictures of {dataset} "
               f"({steps} steps of {min(batch_size, len(kept))}); {len(held)} held out "
@@ -115,7 +122,8 @@ def train_contrastive_evaluator(train: ImageSet, dataset: str, out: Path, *, com
     meta = {
         "dataset": train.name,
         "train": f"{len(kept)} of the {len(train)} training pictures of {dataset} (the rest are held out)",
-        "holdout": holdout_meta(len(train)),
+        "holdout": {**holdout_meta(len(train), groups_rule, groups),
+                    **({"fit": str((picture_options or {}).get("fit", "crop"))} if groups is not None else {})},
         "steps": int(steps),
         "batch_size": int(batch_size),
         "seed": int(seed),
