@@ -58,6 +58,11 @@ def test_cifar10_train_train_evaluator_and_eval_from_the_archive(tmp_path, capsy
                  "--epochs", "2", "-q"]) == 0
     said = capsys.readouterr().out
     assert "cifar10 test split (60 images)" in said
+    # a folder depth means nothing to a set with its own labels and split: refused, nothing written
+    other = tmp_path / "deeper.pt"
+    assert main(["train-evaluator", "--dataset", "cifar10", "--data-dir", str(data), "--out", str(other),
+                 "--epochs", "1", "--label-depth", "2", "-q"]) == 2
+    assert "--label-depth" in capsys.readouterr().err and not other.exists()
     assert main(["eval", str(run), "--evaluator", str(evaluator), "-n", "50"]) == 0
     printed = capsys.readouterr().out
     assert "classifier:cifar10 (128-d)" in printed and "50 generated images vs 60 cifar10 test images" in printed

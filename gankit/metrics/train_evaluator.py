@@ -123,7 +123,8 @@ def open_train_test(dataset: str, data_dir: str | None = None, *, label_depth: i
             f"held-out {len(test)} of the {n} images of {dataset} ({HOLDOUT_FRACTION:.0%}, "
             f"{how} with torch seed {HOLDOUT_SEED}: {dataset} has no test split)",
         )
-    if label_depth != 1 or holdout_groups != "picture":
+    # `auto` (the default) means as deep as the data allows: a set with its own split keeps its labels
+    if label_depth not in (1, "auto") or holdout_groups != "picture":
         raise UserError(f"{dataset} has a test split of its own: --label-depth and --holdout-groups apply to image "
                         "folders only; drop them")
     return train, test, f"{dataset} train split ({len(train)} images)", f"{dataset} test split ({len(test)} images)"
