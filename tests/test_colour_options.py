@@ -1,12 +1,9 @@
 """Options for colour recipes: dcgan's G doubling by resize + conv, a minibatch-stddev layer in D,
 and LeCam regularisation (its anchors resumed exactly)."""
 
-import hashlib
-
 import pytest
 import torch
 from torch import nn
-from weights_record import _digest
 
 import gankit
 from gankit.config import make_config
@@ -91,9 +88,7 @@ def _short(tmp_path, name, steps, **fields):
 
 def _weights(run):
     state = checkpoint.load(checkpoint.latest(run))
-    digest = hashlib.sha256()
-    _digest({k: state[k] for k in ("generator", "discriminator", "opt_d", "lecam")}, digest)
-    return digest.hexdigest(), state
+    return checkpoint.content_digest({k: state[k] for k in ("generator", "discriminator", "opt_d", "lecam")}), state
 
 
 def test_lecam_changes_d_and_resumes_exactly(tmp_path):

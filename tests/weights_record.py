@@ -10,7 +10,6 @@ checking that a change is meant to alter what is computed) with:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tempfile
@@ -92,22 +91,6 @@ def colour_arrays(folder: Path) -> Path:
     return path
 
 
-def _digest(value, digest) -> None:
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(value, dict):
-        for key in sorted(value, key=str):
-            digest.update(str(key).encode())
-            _digest(value[key], digest)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _digest(item, digest)
-    else:
-        digest.update(repr(value).encode())
-
-
 def checksum(name: str, folder: Path) -> str:
     """Train variant `name` in `folder` and hash what it learnt: G, D, G's EMA, both optimisers,
     ADA's state and the RNG states of the last checkpoint (not its config or times)."""
@@ -130,9 +113,7 @@ def checksum(name: str, folder: Path) -> str:
                                                        "ada", "rng", "ema"}}
     # the counters a step computes (not the clocks, nor counters that later versions may add)
     kept["progress"] = {k: state["progress"][k] for k in ("step", "epoch", "position", "images_seen", "lr_scale")}
-    digest = hashlib.sha256()
-    _digest(kept, digest)
-    return digest.hexdigest()[:24]
+    return checkpoint.content_digest(kept)[:24]
 
 
 def main(argv: list[str]) -> int:

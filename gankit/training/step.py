@@ -59,11 +59,11 @@ class GANStep:
         self.dtype = resolve_precision(cfg.precision, device)
         self.num_classes = int(getattr(g, "num_classes", 0))
         self.aux_classes = int(getattr(d, "aux_classes", 0))
-        self.augment = parse_augment_policy(cfg.augment)
+        policy = parse_augment_policy(cfg.augment)
         self.ada = ada if ada is not None else ada_for_config(cfg, device)
         self.lecam = lecam if lecam is not None or cfg.lecam_weight == 0 else LeCamAnchors(device)
         # What D's inputs go through, in order (--augment and --ada are exclusive; config.py checks)
-        self.d_augments = ([functools.partial(diff_augment, policy=self.augment)] if self.augment else []) + (
+        self.d_augments = ([functools.partial(diff_augment, policy=policy)] if policy else []) + (
             [self.ada] if self.ada is not None else [])
         to_channels_last(g, cfg.channels_last)
         to_channels_last(d, cfg.channels_last)
