@@ -67,6 +67,9 @@ RECIPES = {
     "dcgan-ada": ["--preset", "dcgan", "--ada", "default", "--ada-length", "20000"],
     "dcgan-ada-slow": ["--preset", "dcgan", "--ada", "default", "--ada-length", "500000"],  # ADA's own speed
     "dcgan-ema": ["--preset", "dcgan", "--ema-half-life", "10000", "--ema-rampup", "0.05"],
+    # the colour search's two levers (benchmarks/colour_search.py) on the greyscale recipe
+    "fast-bs32-betas0": ["--preset", "fast", "--batch-size", "32", "--beta1-g", "0", "--beta1-d", "0",
+                         "--beta2-g", "0.99", "--beta2-d", "0.99"],
 }
 
 EXTRACTORS = ("classifier", "contrastive")

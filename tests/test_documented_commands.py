@@ -84,6 +84,8 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/quality_curves.py": "overlays runs that trained for minutes each with --eval-at-minutes",
     "benchmarks/eval_speed.py": "times gankit eval at 5,000 and 10,000 images, three metric sets, three times each, per tree",
     "benchmarks/extractor_checks.py": "trains two extractors per Debian picture set and checks them (minutes per set)",
+    "benchmarks/colour_search.py": "trains 2 or 5 minutes per candidate and seed on Debian's openclipart (about 40 minutes a screen)",
+    "benchmarks/step_profile.py": "times and profiles a recipe's training step for about 30 seconds",
 }
 MAKE_TARGETS = {  # target -> how it is checked
     "demo": "its gankit lines (from `make -n demo`) run made small",
@@ -761,7 +763,8 @@ def run_script(argv: list[str], item: Item, box: Sandbox) -> None:
         assert done.returncode == 0, f"{script} is not valid bash: {done.stderr}"
         return
     options = _script_options(REPO / script)
-    for tok in argv[2:]:
+    ours = argv[2:argv.index("--")] if "--" in argv else argv[2:]  # after `--`: gankit train's flags
+    for tok in ours:
         if tok.startswith("-"):
             assert tok.split("=")[0] in options, f"{item.where}: {script} has no option {tok} (it has {options})"
 

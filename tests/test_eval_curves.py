@@ -63,6 +63,16 @@ def test_evaluations_fall_at_the_minute_marks_of_training_time(timed_run):
     assert summary["seconds"] < 0.06 * 60 + SLEEP  # --max-minutes counts training time only
 
 
+def test_a_mark_at_the_time_limit_is_scored(tmp_path):
+    """--max-minutes M --eval-at-minutes M: the limit is wall-clock, the mark on the training clock,
+    which lags a little; the run still ends with M's evaluation."""
+    run = gankit.train(out=tmp_path / "run", steps=100_000, max_minutes=0.03, eval_at_minutes="0.01,0.03", **TINY)
+    assert [r["mark_minutes"] for r in eval_lines(run.run_dir)] == [0.01, 0.03]
+    # Resumed, the run scores only the marks ahead: its clock stopped a moment short of 0.03.
+    gankit.train(resume=run.run_dir, max_minutes=0.02, eval_at_minutes="0.01,0.03,0.05", quiet=True)
+    assert [r["mark_minutes"] for r in eval_lines(run.run_dir)] == [0.01, 0.03, 0.05]
+
+
 def test_the_report_draws_the_curves_and_says_what_evaluation_cost(timed_run):
     assert main(["report", str(timed_run.run_dir)]) == 0
     html = (timed_run.run_dir / "report.html").read_text()

@@ -13,8 +13,11 @@ class MinuteMarks:
     """The marks still ahead of a run whose training clock reads `seconds_done` (a resumed run
     skips those it passed)."""
 
-    def __init__(self, minutes: tuple[float, ...], seconds_done: float = 0.0):
-        self.pending = [m for m in sorted(minutes) if m * 60 > seconds_done]
+    def __init__(self, minutes: tuple[float, ...], seconds_done: float = 0.0, scored: tuple[float, ...] = ()):
+        """`scored`: marks the run's metrics already hold. A run stopped by --max-minutes at a mark
+        scores it a moment before its training clock reaches it (Run.marks_at_limit), so the clock
+        alone would score it again on resume."""
+        self.pending = [m for m in sorted(minutes) if m * 60 > seconds_done and m not in scored]
 
     def due(self, seconds: float) -> float | None:
         """The latest mark the clock has passed since the last call (it is then done, and any

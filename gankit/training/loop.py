@@ -93,6 +93,10 @@ def _conditional_classes(cfg: Config, data: ImageSet) -> int:
     return data.num_classes
 
 
+# How far short of an --eval-at-minutes mark a --max-minutes limit may fall and still score it.
+LIMIT_SLACK_S = 1.0
+
+
 @dataclass
 class _Tick:
     """The steps since the last log line: their summed statistics, images and wall-clock start."""
@@ -201,6 +205,16 @@ class Run:
         self.progress.eval_seconds += spent
         return spent
 
+    def marks_at_limit(self, limit_seconds: float) -> float | None:
+        """At a --max-minutes stop, the mark at the limit (--max-minutes 5 --eval-at-minutes 5).
+        The limit is wall-clock and the marks are on the training clock, which lags it by the
+        moments between log lines' clocks, so without this the run stops just short of the mark
+        and never scores it; a resumed run's limit, its clock plus --max-minutes, may fall as short
+        of it. One process only: several evaluate together only at log lines."""
+        if self.dist.active:
+            return None
+        return self.minute_marks.due(limit_seconds + LIMIT_SLACK_S)
+
     def minute_mark_due(self, tick: _Tick, at_log_line: bool) -> float | None:
         """The --eval-at-minutes mark the training clock has passed, if any. Several processes read
         their clocks only at log lines, and follow rank 0's, so that all of them evaluate together."""
@@ -263,7 +277,9 @@ class Run:
             return self.summary()
         self.tb = self.views.tb = self._open_tensorboard()
         # the marks still ahead of the clock (a resumed run has passed some)
-        self.minute_marks = MinuteMarks(eval_minutes(cfg.eval_at_minutes) or (), self.progress.seconds)
+        scored = tuple(r["mark_minutes"] for r in self.rundir.read_metrics() if "mark_minutes" in r) \
+            if self.progress.step and not self.dist.active else ()
+        self.minute_marks = MinuteMarks(eval_minutes(cfg.eval_at_minutes) or (), self.progress.seconds, scored)
         if self.progress.step == 0:
             self.draw_grid()  # the noise G starts from
         self.guard.remember(self.state.state_dict())
@@ -272,6 +288,7 @@ class Run:
             bar = progress_display(self.total_steps, self.progress.step)
         tick, stopped_early = _Tick(), False
         deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
+        limit = self.progress.seconds + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
         try:
             with stop_signals() as signals, self.rundir.open_metrics(keep=self.dist.is_main) as log:
                 while self.progress.step < self.total_steps:
@@ -303,6 +320,8 @@ class Run:
                     if sched.draws_grid(step, epoch_ended, stopping):
                         self.draw_grid()
                     mark = self.minute_mark_due(tick, sched.logs(step, stopping))
+                    if mark is None and stopping and time.perf_counter() > deadline:
+                        mark = self.marks_at_limit(limit)
                     if sched.evaluates(step) or mark is not None:
                         deadline += self.evaluate(log, tick, mark)  # evaluation is not training time
                     if sched.checkpoints(step, stopping):

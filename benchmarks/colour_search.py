@@ -1,0 +1,252 @@
+"""A search for the colour recipe at equal wall-clock: every candidate trains for the same minutes
+of this machine's CPU, and its whole quality curve is kept, not only its last point.
+
+    python benchmarks/colour_search.py --candidates all --minutes 2            # the screen
+    python benchmarks/colour_search.py --candidates dcgan,best --minutes 20 --seeds 0
+    python benchmarks/colour_search.py --candidates best --minutes 5 --seeds 1,2
+
+Each (candidate, seed) is one run directory, OUT/runs/SET-SIZE-CANDIDATE-seedS, trained with
+`gankit train --max-minutes M --eval-at-minutes 1,2,5,10,20 (those up to M)` with the step limit
+lifted, so the training clock is the only limit; the evaluations at the marks (5,000 samples, FID
+and coverage, on the set's checked extractor) are kept off that clock. A run that exists is skipped
+if it has reached M, and resumed to M otherwise, so a 5-minute run becomes a 20-minute one.
+
+The extractor is the set's classifier from `benchmarks/extractor_checks.py` (OUT_CHECKS/SET-SIZE-
+classifier.pt): it must pass the sensitivity check, or the search refuses to rank by it (a score
+that likes blobs cannot choose between recipes that draw blobs). `--allow-failing-extractor`
+overrides that for a look, and the results then say so.
+
+Writes OUT/search-SET-SIZE.json (every run's curve, images/s and last scores) and prints a table
+ranked by FID at the last mark, with each candidate's ratio to `dcgan` at that mark when dcgan ran.
+`--grids` also writes each run's 64 samples (seed 0) and a side-by-side PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_curves import curve  # noqa: E402
+
+SETS = {  # name -> (folder, side, Debian package)
+    "openclipart": ("/usr/share/openclipart/png", 32, "openclipart-png"),
+    "tuxpaint": ("/usr/share/tuxpaint/stamps", 32, "tuxpaint-stamps-default"),
+    "wesnoth": ("/usr/share/games/wesnoth/1.16/data/core/images/units", 64, "wesnoth-1.16-data"),
+}
+MARKS = (1, 2, 5, 10, 20)
+
+# The `colour` preset as it was before this search (the same config, field for field), and one lever
+# at a time laid over it; spelt out so that the search stays the same after the preset changed.
+BASE = ["--preset", "dcgan", "--ema-half-life", "10000", "--ema-rampup", "0.05"]
+BETAS0 = ["--beta1-g", "0", "--beta1-d", "0", "--beta2-g", "0.99", "--beta2-d", "0.99"]
+CANDIDATES: dict[str, list[str]] = {
+    "dcgan": ["--preset", "dcgan"],
+    "fast": ["--preset", "fast"],
+    "colour": BASE,  # the preset before this search
+    "picked": [],  # what `gankit train --dataset FOLDER` picks now: the `colour` preset after it
+    "bs64": [*BASE, "--batch-size", "64"],
+    "bs32": [*BASE, "--batch-size", "32"],
+    "resize": [*BASE, "--g-upsample", "resize"],
+    "hinge-sn": [*BASE, "--loss", "hinge", "--spectral-norm"],
+    "r1": [*BASE, "--r1-gamma", "0.05"],
+    "lecam": [*BASE, "--lecam-weight", "0.3"],
+    "translation": [*BASE, "--augment", "translation"],
+    "mbstd": [*BASE, "--d-mbstd", "4"],
+    "betas0": [*BASE, *BETAS0],
+    "lr5": [*BASE, "--lr-g", "5e-4", "--lr-d", "5e-4"],
+    "width32": [*BASE, "--width", "32"],
+    "ttur": [*BASE, "--lr-d", "4e-4"],
+    # the second round: the small batch, and what the first round liked, together
+    "bs32-betas0": [*BASE, "--batch-size", "32", *BETAS0],
+    "width32-betas0": [*BASE, "--width", "32", *BETAS0],
+    "width32-betas0-bs32": [*BASE, "--width", "32", "--batch-size", "32", *BETAS0],
+}
+FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
+
+
+def side_by_side_grids(grids: list[tuple[str, Path]], path: Path) -> Path:
+    """The grids in one PNG, each captioned with its candidate's name."""
+    tiles = [(name, Image.open(file).convert("RGB")) for name, file in grids]
+    caption, gap = 14, 8
+    width = sum(t.width for _, t in tiles) + gap * (len(tiles) - 1)
+    canvas = Image.new("RGB", (width, max(t.height for _, t in tiles) + caption), "white")
+    x = 0
+    for name, tile in tiles:
+        canvas.paste(tile, (x, caption))
+        ImageDraw.Draw(canvas).text((x + 2, 1), name, fill="black")
+        x += tile.width + gap
+    canvas.save(path)
+    return path
+
+
+def real_grid(folder: str, side: int, path: Path) -> Path:
+    """64 real pictures of the set as gankit trains on them (seeded pick), the grids' yardstick."""
+    if not path.exists():
+        from gankit.config import make_config
+        from gankit.run.pictures import save_grid
+        from gankit.training.loop import open_data
+        data = open_data(make_config({"dataset": folder, "image_size": side}), quiet=True)
+        pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:64]
+        save_grid(data.images[pick], path, nrow=8)
+    return path
+
+
+def sh(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def trained_minutes(run_dir: Path) -> float:
+    """Minutes of training clock the run has had (0 if it has none)."""
+    state = run_dir / "metrics.jsonl"
+    if not state.exists():
+        return 0.0
+    times = [json.loads(line).get("time_s", 0) for line in state.read_text().splitlines() if line.strip()]
+    return max(times, default=0) / 60
+
+
+def train(run_dir: Path, flags: list[str], minutes: float, evaluator: Path, eval_n: int) -> None:
+    """Train the run (or resume it) until its training clock reads `minutes`."""
+    marks = ",".join(f"{m:g}" for m in MARKS if m <= minutes)
+    watch = ["--eval-at-minutes", marks, "--eval-evaluator", str(evaluator), "--eval-n", str(eval_n),
+             "--eval-metrics", "fid,coverage"]
+    if not (run_dir / "config.json").exists():
+        sh([sys.executable, "-m", "gankit", "train", "-q", *flags, "--images", "10000000000",
+            "--max-minutes", f"{minutes:g}", *watch, "--out", str(run_dir)])
+        return
+    left = minutes - trained_minutes(run_dir)
+    scored = {p.get("mark_minutes") for p in curve(run_dir)["points"]} if left < 0.05 else set()
+    if left >= 0.05 or minutes not in scored:  # a run stopped a moment short of its last mark scores it
+        sh([sys.executable, "-m", "gankit", "train", "-q", "--resume", str(run_dir), "--max-minutes",
+            f"{max(left, 0.01):.3f}", *watch])
+
+
+def summary(run_dir: Path, name: str, seed: int) -> dict:
+    """The run's curve, its images per second of training clock, and its config's batch size."""
+    c = curve(run_dir)
+    first_of_each = {}  # a run resumed by an older gankit may have scored a mark twice: the first counts
+    for p in c["points"]:
+        first_of_each.setdefault(p.get("mark_minutes"), p)
+    c["points"] = list(first_of_each.values())
+    last = c["points"][-1]
+    config = json.loads((run_dir / "config.json").read_text())
+    return {"candidate": name, "seed": seed, "flags": " ".join(CANDIDATES[name]), "batch_size": config["config"]["batch_size"],
+            "images_per_s": round(last["images_seen"] / max(last["time_s"], 1e-9), 1),
+            "points": [{k: p.get(k) for k in ("mark_minutes", "time_s", "images_seen", "step", "fid", "coverage",
+                                              "floor_fid")} for p in c["points"]],
+            "extractor": c["extractor"]}
+
+
+def at_mark(row: dict, minutes: float) -> dict | None:
+    return next((p for p in row["points"] if p["mark_minutes"] == minutes), None)
+
+
+def table(rows: list[dict], minutes: float) -> str:
+    """Candidates ranked by mean FID at the mark; ratio to dcgan's mean there."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        point = at_mark(r, minutes)
+        if point:
+            by.setdefault(r["candidate"], []).append({**point, "images_per_s": r["images_per_s"]})
+    if not by:
+        return f"(no run reached {minutes:g} minutes)"
+    mean = {name: statistics.fmean(p["fid"] for p in points) for name, points in by.items()}
+    lines = [f"| candidate | seeds | images/s | images at {minutes:g} min | FID at 1 / 2 / 5 / 10 / 20 min | "
+             f"FID at {minutes:g} min | dcgan / this |", "|---|---:|---:|---:|---|---:|---:|"]
+    for name in sorted(mean, key=mean.get):
+        points = by[name]
+        fids = sorted(p["fid"] for p in points)
+        spread = f"{statistics.fmean(fids):.3g}" + (f" ({fids[0]:.3g}-{fids[-1]:.3g})" if len(fids) > 1 else "")
+        first = next(r for r in rows if r["candidate"] == name)
+        curve_text = " / ".join(f"{p['fid']:.3g}" for p in first["points"])
+        ratio = f"{mean['dcgan'] / mean[name]:.2f}x" if "dcgan" in mean else ""
+        lines.append(f"| {name} | {len(points)} | {statistics.fmean(p['images_per_s'] for p in points):.0f} | "
+                     f"{statistics.fmean(p['images_seen'] for p in points):,.0f} | {curve_text} | {spread} | "
+                     f"{ratio} |")
+    floor = next(r for r in rows if at_mark(r, minutes))["points"][0]["floor_fid"]
+    lines.append(f"| real pictures (floor) | | | | | {floor:.3g} | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", default="openclipart", choices=list(SETS))
+    parser.add_argument("--candidates", default="all", help=f"'all' (the first round of the screen) or any of {', '.join(CANDIDATES)}")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--minutes", type=float, default=2.0, help="training clock per run")
+    parser.add_argument("--eval-n", type=int, default=5000)
+    parser.add_argument("--checks", type=Path, default=Path("runs/checks"),
+                        help="where benchmarks/extractor_checks.py wrote the extractors")
+    parser.add_argument("--allow-failing-extractor", action="store_true")
+    parser.add_argument("--grids", action="store_true", help="sample each run's grid and put them side by side")
+    parser.add_argument("--out", type=Path, default=Path("runs/search"))
+    args = parser.parse_args(argv)
+
+    folder, side, package = SETS[args.set]
+    if not Path(folder).is_dir():
+        print(f"colour_search: {folder} is missing: apt-get install -y {package}", file=sys.stderr)
+        return 2
+    evaluator = args.checks / f"{args.set}-{side}-classifier.pt"
+    if not evaluator.exists():
+        print(f"colour_search: no extractor {evaluator}: run python benchmarks/extractor_checks.py --sets {args.set} "
+              f"--kinds classifier --out {args.checks}", file=sys.stderr)
+        return 2
+    from gankit.metrics.classifier import load_classifier
+    check = load_classifier(evaluator)[1]["sensitivity"]
+    if not check["passes"] and not args.allow_failing_extractor:
+        print(f"colour_search: {evaluator} fails the sensitivity check: its FIDs cannot rank recipes "
+              "(--allow-failing-extractor to look anyway)", file=sys.stderr)
+        return 2
+    names = FIRST_ROUND if args.candidates == "all" else args.candidates.split(",")
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        print(f"colour_search: unknown candidates {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}",
+              file=sys.stderr)
+        return 2
+
+    results = args.out / f"search-{args.set}-{side}.json"
+    rows = json.loads(results.read_text())["rows"] if results.exists() else []
+    for name in names:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            run_dir = args.out / "runs" / f"{args.set}-{side}-{name}-seed{seed}"
+            train(run_dir, [*CANDIDATES[name], "--dataset", folder, "--image-size", str(side), "--seed", str(seed)],
+                  args.minutes, evaluator, args.eval_n)
+            rows = [r for r in rows if (r["candidate"], r["seed"]) != (name, seed)] + [summary(run_dir, name, seed)]
+            if args.grids:
+                grid = run_dir / f"grid_{args.minutes:g}min.png"
+                if not grid.exists():
+                    sh([sys.executable, "-m", "gankit", "sample", str(run_dir), "-n", "64", "--seed", "0",
+                        "--out", str(grid)])
+            machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                       "torch": torch.__version__}
+            results.parent.mkdir(parents=True, exist_ok=True)
+            results.write_text(json.dumps({
+                "what": f"{args.set} at {side} px; every run trains for the same training clock; FID and coverage "
+                        f"of {args.eval_n:,} samples on the set's classifier at 1, 2, 5, 10, 20 minutes",
+                "extractor": {"file": evaluator.name, "check_passes": check["passes"]},
+                "machine": machine, "rows": rows}, indent=2) + "\n")
+    if args.grids:
+        runs = [args.out / "runs" / f"{args.set}-{side}-{n}-seed0" for n in names]
+        shown = [("real pictures", real_grid(folder, side, args.out / f"real-{args.set}-{side}.png"))]
+        shown += [(n, r / f"grid_{args.minutes:g}min.png") for n, r in zip(names, runs)
+                 if (r / f"grid_{args.minutes:g}min.png").exists()]
+        path = side_by_side_grids(shown, args.out / f"grids-{args.set}-{side}-{args.minutes:g}min.png")
+        print(f"wrote {path}")
+    for minutes in sorted({p["mark_minutes"] for r in rows for p in r["points"] if p["mark_minutes"]}):
+        print(f"\n{args.set} {side} px, at {minutes:g} minutes of training:\n{table(rows, minutes)}")
+    print(f"\nwrote {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
