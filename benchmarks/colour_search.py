@@ -2,8 +2,8 @@
 of this machine's CPU, and its whole quality curve is kept, not only its last point.
 
     python benchmarks/colour_search.py --candidates all --minutes 2            # the screen
-    python benchmarks/colour_search.py --candidates dcgan,best --minutes 20 --seeds 0
-    python benchmarks/colour_search.py --candidates best --minutes 5 --seeds 1,2
+    python benchmarks/colour_search.py --candidates dcgan,picked --minutes 20 --seeds 0
+    python benchmarks/colour_search.py --candidates picked --minutes 5 --seeds 1,2
 
 Each (candidate, seed) is one run directory, OUT/runs/SET-SIZE-CANDIDATE-seedS, trained with
 `gankit train --max-minutes M --eval-at-minutes 1,2,5,10,20 (those up to M)` with the step limit
@@ -49,11 +49,12 @@ MARKS = (1, 2, 5, 10, 20)
 # at a time laid over it; spelt out so that the search stays the same after the preset changed.
 BASE = ["--preset", "dcgan", "--ema-half-life", "10000", "--ema-rampup", "0.05"]
 BETAS0 = ["--beta1-g", "0", "--beta1-d", "0", "--beta2-g", "0.99", "--beta2-d", "0.99"]
+ROUND2 = [*BASE, "--batch-size", "32", *BETAS0]  # the second round's winner, the `colour` preset it made
 CANDIDATES: dict[str, list[str]] = {
     "dcgan": ["--preset", "dcgan"],
     "fast": ["--preset", "fast"],
     "colour": BASE,  # the preset before this search
-    "picked": [],  # what `gankit train --dataset FOLDER` picks now: the `colour` preset after it
+    "picked": [],  # what `gankit train --dataset FOLDER` picks now (bs32-betas0-nhwc since the fourth round)
     "bs64": [*BASE, "--batch-size", "64"],
     "bs32": [*BASE, "--batch-size", "32"],
     "resize": [*BASE, "--g-upsample", "resize"],
@@ -67,9 +68,22 @@ CANDIDATES: dict[str, list[str]] = {
     "width32": [*BASE, "--width", "32"],
     "ttur": [*BASE, "--lr-d", "4e-4"],
     # the second round: the small batch, and what the first round liked, together
-    "bs32-betas0": [*BASE, "--batch-size", "32", *BETAS0],
+    "bs32-betas0": ROUND2,
     "width32-betas0": [*BASE, "--width", "32", *BETAS0],
     "width32-betas0-bs32": [*BASE, "--width", "32", "--batch-size", "32", *BETAS0],
+    # the third round: one lever at a time over the second round's winner (the `colour` preset then)
+    "bs32-betas0-noema": [*ROUND2, "--ema-half-life", "0"],
+    "bs32-betas0-ema2k": [*ROUND2, "--ema-half-life", "2000"],
+    "bs16-betas0": [*BASE, "--batch-size", "16", *BETAS0],
+    "bs32-betas0-lr1": [*ROUND2, "--lr-g", "1e-4", "--lr-d", "1e-4"],
+    "bs32-betas0-lr4": [*ROUND2, "--lr-g", "4e-4", "--lr-d", "4e-4"],
+    "bs32-betas0-width48": [*ROUND2, "--width", "48"],
+    "bs32-betas0-nhwc": [*ROUND2, "--channels-last"],  # the same arithmetic in NHWC layout: speed only
+    "bs32-betas0-compile": [*ROUND2, "--compile"],  # torch.compile: its warm-up counts on the clock
+    # the fourth round: the third round's two faster winners together
+    "bs32-betas0-width48-nhwc": [*ROUND2, "--width", "48", "--channels-last"],
+    # longer runs: D overfits the set within 10 minutes; ADA raises its augmentations when it does
+    "picked-ada": ["--ada", "default"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
 

@@ -40,14 +40,14 @@ _FAST_RECIPE = {
 }
 
 # The colour recipe, chosen by a search at equal wall-clock on openclipart at 32 px, scored on the
-# set's classifier, the one development-set extractor that passes the sensitivity check
-# (benchmarks/colour_search.py; docs/measurements.md, "The colour search"): Radford et al.'s DCGAN
-# nets and non-saturating loss, unconditional, with an EMA of G's weights for sampling, and two
-# levers of the 12 screened: a batch of 32 (a CPU loses little per image at a smaller batch, so
-# D and G take about 3.5x the updates a minute) and Adam's betas (0, 0.99), as StyleGAN2 and R3GAN
-# set them, instead of DCGAN's (0.5, 0.999). FID after 1 / 2 / 5 minutes of a 2-core CPU: 630 /
-# 308 / 224 (3 seeds; 165-275 at 5), `dcgan` 2,615 / 1,075 / 425, the previous `colour` (`dcgan`
-# with this EMA) 3,264 / 2,328 at 1 / 2 (benchmarks/results/colour_search.json).
+# set's classifier, the one development-set extractor that measures structure (benchmarks/
+# colour_search.py; docs/measurements.md, "The colour search"): Radford et al.'s DCGAN nets and
+# non-saturating loss, unconditional, with an EMA of G's weights for sampling, and three levers of
+# the 20 screened: a batch of 32 (a CPU loses little per image at a smaller batch, so D and G take
+# about 3.5x the updates a minute), Adam's betas (0, 0.99), as StyleGAN2 and R3GAN set them,
+# instead of DCGAN's (0.5, 0.999), and NHWC convolutions (the same arithmetic, about 1.2x the
+# images a second with oneDNN's bf16 kernels). FID after 1 / 2 / 5 minutes of a 2-core CPU, 3 seeds
+# each: 386 / 256 / 160, `dcgan` 2,293 / 989 / 459 (benchmarks/results/colour_search-rounds-3-4.json).
 _COLOUR_RECIPE = {
     "arch": "dcgan",
     "latent_dim": 100,
@@ -58,8 +58,9 @@ _COLOUR_RECIPE = {
     "batch_size": 32,
     "ema_half_life": 10_000, "ema_rampup": 0.05,
     "reuse_fakes": True,
-    # About 5 minutes at 32 px on a 2-core CPU (200k-216k images in 5 minutes on openclipart).
-    "images": 210_000,
+    "channels_last": True,
+    # About 5 minutes at 32 px on a 2-core CPU (224k-227k images in 5 minutes on openclipart).
+    "images": 225_000,
 }
 
 PRESETS: dict[str, dict] = {
@@ -176,7 +177,7 @@ PRESETS: dict[str, dict] = {
     },
     "colour": {
         "_about": "colour pictures at 32-64 px (what `gankit train --dataset FOLDER` picks for colour): "
-                  "`dcgan`'s nets with an EMA of G, a batch of 32 and Adam (0, 0.99), 210,000 images",
+                  "`dcgan`'s nets with an EMA of G, a batch of 32, Adam (0, 0.99) and NHWC convolutions, 225,000 images",
         **_COLOUR_RECIPE,
         "dataset": "cifar10",
     },

@@ -6,11 +6,16 @@ and asserts the same weights, optimiser states and RNG states bit for bit. Rewri
 checking that a change is meant to alter what is computed) with:
 
     python tests/weights_record.py --write
+
+The runs happen in a child process with the CPU kernels pinned (PINNED_KERNELS), so that the record
+holds on other CPUs, not only on the one that wrote it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -116,10 +121,33 @@ def checksum(name: str, folder: Path) -> str:
     return checkpoint.content_digest(kept)[:24]
 
 
+# The sums must not depend on which CPU runs them: PyTorch, MKL and oneDNN each pick their kernels
+# by the instruction set they find (AVX2, AVX-512, AMX), and those add in different orders, so an
+# unpinned record written on one machine fails on the next. In a child process (these are read when
+# the libraries load): ATen's portable kernels, MKL's conditional numerical reproducibility mode,
+# and oneDNN off; the same sums then came out with MKL and oneDNN capped to SSE4 as uncapped.
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1"}
+
+
+def checksums(names: list[str], env: dict[str, str] | None = None) -> dict[str, str]:
+    """{variant: checksum}, computed in a child process with the kernels pinned (PINNED_KERNELS);
+    `env` adds variables (an older instruction set, to show that the sums do not follow it)."""
+    out = subprocess.run([sys.executable, __file__, "--child", *names],
+                         env={**os.environ, **PINNED_KERNELS, **(env or {})},
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"weights_record child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("--")] or list(VARIANTS)
-    with tempfile.TemporaryDirectory() as tmp:
-        sums = {name: checksum(name, Path(tmp)) for name in names}
+    if "--child" in argv:
+        torch.backends.mkldnn.enabled = False  # oneDNN's kernels follow the CPU: ATen's own instead
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps({name: checksum(name, Path(tmp)) for name in names}))
+        return 0
+    sums = checksums(names)
     if "--write" in argv:
         RECORD.parent.mkdir(exist_ok=True)
         RECORD.write_text(json.dumps(sums, indent=1) + "\n")
