@@ -183,7 +183,7 @@ class Config:
     compile: bool = setting(False,
         "torch.compile G and D (falls back to eager, with a warning, where it cannot)", resume=ARITHMETIC)
     channels_last: bool = setting(False,
-        "NHWC memory layout for conv nets (helps tensor cores on GPUs)", resume=ARITHMETIC)
+        "NHWC memory layout for conv nets (faster on GPUs and CPUs with bf16 kernels; on in `colour`)", resume=ARITHMETIC)
     tensorboard: str = setting("auto",
         "TensorBoard events in RUN/tensorboard: 'auto' (when installed), 'on', 'off'", resume=WATCHING)
     report: bool = setting(True, "refresh RUN/report.html at every checkpoint", resume=WATCHING)
