@@ -1,9 +1,11 @@
 """Short runs of every preset and of the loss and regulariser variants, reduced to one checksum each.
 
-The checksums in tests/data/step_weights.json were written by this file before the package was
-reorganised and the step was cut into phases; tests/test_same_weights.py trains the same runs again
-and asserts the same weights, optimiser states and RNG states bit for bit. Rewrite them (after
-checking that a change is meant to alter what is computed) with:
+The checksums in tests/data/step_weights.json were written by this file (first before the package
+was reorganised and the step was cut into phases; since then only where a change was meant to
+alter what is computed, and once, unchanged in substance, when the kernels were pinned below);
+tests/test_same_weights.py trains the same runs again and asserts the same weights, optimiser
+states and RNG states bit for bit. Rewrite them (after checking that a change is meant to alter
+what is computed: compute the record with the code before it and after it) with:
 
     python tests/weights_record.py --write
 
