@@ -84,6 +84,12 @@ CANDIDATES: dict[str, list[str]] = {
     "bs32-betas0-width48-nhwc": [*ROUND2, "--width", "48", "--channels-last"],
     # longer runs: D overfits the set within 10 minutes; ADA raises its augmentations when it does
     "picked-ada": ["--ada", "default"],
+    # the picked recipe started from the colour prior (benchmarks/pretrain_prior.py), on sets it never saw,
+    # and the fine-tuning choices over it: FreezeD, a smaller learning rate, ADA
+    "prior": ["--init", "prior"],
+    "prior-freeze-d2": ["--init", "prior", "--freeze-d", "2"],
+    "prior-lr1": ["--init", "prior", "--lr-g", "1e-4", "--lr-d", "1e-4"],
+    "prior-ada": ["--init", "prior", "--ada", "default"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
 

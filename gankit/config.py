@@ -22,7 +22,7 @@ LATENT_DISTS = ("normal", "uniform")
 LR_DECAYS = ("none", "keras-time", "linear")
 G_BATCHNORMS = ("none", "post", "pre")
 G_UPSAMPLES = ("transposed", "resize")
-INITS = ("default", "pytorch", "keras", "xavier", "dcgan")
+INITS = ("default", "pytorch", "keras", "xavier", "dcgan", "prior")
 SPLITS = ("train", "test", "train+test")
 FITS = ("crop", "pad", "stretch")
 ALPHAS = ("white", "black", "keep")
@@ -88,7 +88,10 @@ class Config:
     bn_momentum: float = setting(0.1, "BatchNorm momentum, PyTorch's meaning: Keras' momentum=0.8 is 0.2 here")
     bn_eps: float = setting(1e-5, "BatchNorm epsilon (Keras layers default to 1e-3)")
     d_dropout: float = setting(0.0, "dropout in D after each hidden activation (seed 002 uses 0.3)")
-    init: str = setting("default", "weight init; 'default' = the architecture's own")
+    init: str = setting("default", "weight init; 'default' = the architecture's own; 'prior' = the colour "
+                        "prior gankit ships (dcgan nets pretrained on public-domain clip art, 32 px), to fine-tune")
+    freeze_d: int = setting(0, "D's first N convolutions (and the BatchNorms after them) keep the weights they start "
+                               "with (FreezeD, Mo et al. 2020): for fine-tuning with --init prior")
     spectral_norm: bool = setting(False, "spectral normalisation on every layer of D (Miyato et al. 2018)")
     g_upsample: str = setting("transposed",
         "dcgan G's doublings: 'transposed' (4x4 stride-2 transposed convs, the paper's) or 'resize' (nearest x2, "
@@ -355,6 +358,10 @@ def validate(cfg: Config) -> Config:
     _check(cfg.bn_eps > 0, "bn_eps", "must be positive")
     _check(0 <= cfg.d_dropout < 1, "d_dropout", "must be in [0, 1)")
     _check(cfg.init in INITS, "init", f"must be one of {', '.join(INITS)}")
+    _check(isinstance(cfg.freeze_d, int) and cfg.freeze_d >= 0, "freeze_d",
+           f"must be a whole number >= 0, got {cfg.freeze_d!r}")
+    _check(cfg.freeze_d == 0 or cfg.init == "prior", "freeze_d",
+           "keeps the layers D starts with, which only a prior makes worth keeping: add --init prior, or drop it")
     _check(cfg.conditioning in CONDITIONINGS, "conditioning", f"must be one of {', '.join(CONDITIONINGS)}")
     _check(cfg.holdout >= 0, "holdout", "is a number of images, >= 0 (0 = set none aside)")
     _check(cfg.r1_gamma >= 0, "r1_gamma", "must be >= 0 (0 turns R1 off)")

@@ -106,7 +106,8 @@ def test_mnist_5k_shim_really_hides_the_packages(tmp_path):
 
 @pytest.mark.slow
 def test_wheel_holds_the_digits_and_their_licence(tmp_path):
-    """What `pip install gankit` gets: the wheel carries the data file and its note, and the explorer's page."""
+    """What `pip install gankit` gets: the wheel carries the data file and its note, the colour prior and its
+    note, and the explorer's page."""
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
                             "--no-index", "-q", "-w", str(tmp_path)],
                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -118,6 +119,8 @@ def test_wheel_holds_the_digits_and_their_licence(tmp_path):
         names = set(zf.namelist())
         assert {"gankit/data/mnist_5k.npz", "gankit/data/MNIST_5K_LICENSE.txt"} <= names
         assert zf.read("gankit/data/mnist_5k.npz") == (REPO / "gankit/data/mnist_5k.npz").read_bytes()
+        # the colour prior that --init prior starts from, and the note of where it came from
+        assert {"gankit/weights/colour-prior-32.safetensors", "gankit/weights/colour-prior-32.json"} <= names
         # the page `gankit serve` sends comes from the installed package
         assert {f"gankit/serve/page/{n}" for n in ("index.html", "explorer.js", "explorer.css")} <= names
         metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

@@ -77,7 +77,8 @@ def build(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
         g, d = entry.builder(spec)
     else:
         g, d = conditional.build_wrapped(spec, entry.builder)
-    scheme = entry.default_init if spec.init == "default" else spec.init
+    # (a prior is copied in afterwards, by the caller: gankit/nets/prior.py)
+    scheme = entry.default_init if spec.init in ("default", "prior") else spec.init
     for net in (g, d):
         init_weights(net, scheme)
         net.arch = spec.arch

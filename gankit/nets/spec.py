@@ -41,7 +41,9 @@ class NetSpec:
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
     d_dropout: float = 0.0  # dropout after each hidden activation of D
-    init: str = "default"  # "default" (the arch's own) or one of INIT_SCHEMES
+    # "default" (the arch's own), "prior" (the arch's own, then the caller copies gankit/nets/prior.py's
+    # file in) or one of INIT_SCHEMES
+    init: str = "default"
     num_classes: int = 0  # classes of the labels y; 0 = unconditional
     conditioning: str = "none"  # one of CONDITIONINGS
     spectral_norm: bool = False  # spectrally normalise every conv/linear/embedding layer of D
@@ -94,8 +96,8 @@ def validate_spec(spec: NetSpec) -> None:
         raise UserError(f"--bn-eps must be > 0, got {spec.bn_eps}")
     if not 0.0 <= spec.d_dropout < 1.0:
         raise UserError(f"--d-dropout must be in [0, 1), got {spec.d_dropout}")
-    if spec.init != "default" and spec.init not in INIT_SCHEMES:
-        raise UserError(f"unknown --init {spec.init!r}; choose default, {', '.join(INIT_SCHEMES)}")
+    if spec.init not in ("default", "prior") and spec.init not in INIT_SCHEMES:
+        raise UserError(f"unknown --init {spec.init!r}; choose default, prior, {', '.join(INIT_SCHEMES)}")
     if not isinstance(spec.spectral_norm, bool):
         raise UserError(f"--spectral-norm is on or off (True/False), got {spec.spectral_norm!r}")
     if spec.g_upsample not in G_UPSAMPLES:

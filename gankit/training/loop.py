@@ -29,6 +29,7 @@ from gankit.config import Config, eval_minutes
 from gankit.data import ImageSet, open_dataset
 from gankit.errors import UserError
 from gankit.nets import build
+from gankit.nets.prior import freeze_lower_layers, load_prior
 from gankit.nets.spec import net_spec
 from gankit.run import checkpoint as ckpt_io
 from gankit.run.rundir import RunDir, append_record
@@ -134,7 +135,11 @@ class Run:
                                    conditional=self.num_classes > 0, placement=cfg.data_placement)
         # -- nets and the training state (weight init draws from the seeded default generator)
         torch.manual_seed(cfg.seed)
-        g, d = build(net_spec(cfg, self.data.image_shape, self.num_classes))
+        spec = net_spec(cfg, self.data.image_shape, self.num_classes)
+        g, d = build(spec)
+        if cfg.init == "prior":  # (a resume then loads its own weights over it)
+            self._log(f"starting G, G's EMA and D from {load_prior(g, d, spec).name}")
+            freeze_lower_layers(d, cfg.freeze_d)
         if cfg.sync_batchnorm:
             g, d = (self.dist.sync_batchnorm(net, self.device) for net in (g, d))
         about = {"gankit_version": gankit.__version__, "config": cfg.to_dict(), "preset": preset,

@@ -55,6 +55,8 @@ class GANStep:
                  replica: Replica | None = None, ada: AdaptiveAugment | None = None,
                  lecam: LeCamAnchors | None = None):
         self.cfg, self.g, self.d, self.opt_g, self.opt_d, self.device = cfg, g, d, opt_g, opt_d, device
+        # what of D learns in D's update (--freeze-d keeps its first layers): G's update turns it off and back on
+        self._d_learning = [p for p in d.parameters() if p.requires_grad]
         self.loss: Loss = LOSSES[cfg.loss]
         self.dtype = resolve_precision(cfg.precision, device)
         self.num_classes = int(getattr(g, "num_classes", 0))
@@ -272,7 +274,8 @@ class GANStep:
             loss, total = self.g_main(fake, fake_y, noise_sigma, real, real_y)
             self._apply(self.opt_g, total)
         finally:
-            self.d.requires_grad_(True)
+            for p in self._d_learning:
+                p.requires_grad_(True)
         stats["g_loss"] += loss.detach()
         return loss.detach()
 

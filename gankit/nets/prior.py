@@ -1,0 +1,152 @@
+"""A pretrained prior: G and D weights that ship with gankit, for runs that start from them (--init prior).
+
+A prior file is safetensors: G's tensors under "generator.", D's under "discriminator.", stored in
+bf16 (integer buffers as they are), and in its metadata the net fields that fix the tensors'
+shapes (NET_FIELDS) and the format. Beside it, a JSON file of the same name says where it came
+from: the pictures and their licence, the command that made it, and its quality curve
+(benchmarks/pretrain_prior.py writes both).
+
+A run with --init prior builds its nets as usual, then copies the prior into them. Class-conditional
+nets take it too: their extra parts are learnt fresh (G's one-hot inputs start at zero, so at the
+first step G draws what the prior draws; D's class embedding or head keeps its init).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gankit.errors import UserError
+from gankit.nets.spec import NetSpec, flag
+
+FORMAT = "gankit-prior/1"
+PRIOR_DIR = Path(__file__).resolve().parent.parent / "weights"
+# The NetSpec fields that decide which tensors the nets have and their shapes.
+NET_FIELDS = ("arch", "image_shape", "latent_dim", "width", "g_upsample", "d_mbstd", "spectral_norm")
+# Where the class-conditional wrappers keep what an unconditional net lacks (gankit/nets/conditional.py).
+_CONDITIONING_ONLY = ("condition.",)
+
+
+def prior_path(side: int, folder: Path | None = None) -> Path:
+    return (folder or PRIOR_DIR) / f"colour-prior-{side}.safetensors"
+
+
+def available_sides(folder: Path | None = None) -> list[int]:
+    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in (folder or PRIOR_DIR).glob("colour-prior-*.safetensors"))
+
+
+def write_prior(g: nn.Module, d: nn.Module, spec: NetSpec, path: Path, about: dict) -> Path:
+    """Save unconditional (G, D) built from `spec` as a prior file, and `about` (provenance) beside it."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for prefix, net in (("generator.", g), ("discriminator.", d)):
+        for key, value in net.state_dict().items():
+            value = value.detach().cpu()
+            tensors[prefix + key] = (value.to(torch.bfloat16) if value.is_floating_point() else value).contiguous()
+    net = {f: getattr(spec, f) for f in NET_FIELDS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors files keep their tensors sorted by name; the nets' own order is what _copy_in_order needs
+    save_file(tensors, str(path),
+              metadata={"format": FORMAT, "net": json.dumps(net), "order": json.dumps(list(tensors))})
+    path.chmod(0o644)  # (safetensors writes its files for the owner alone; a shipped file is read by anyone)
+    path.with_suffix(".json").write_text(json.dumps({**about, "net": net}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_prior(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors in the nets' order, net fields) of a prior file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not a gankit prior (format {meta.get('format')!r}, expected {FORMAT})")
+    net = json.loads(meta["net"])
+    net["image_shape"] = tuple(net["image_shape"])
+    tensors = load_file(str(path))
+    return {k: tensors[k] for k in json.loads(meta["order"])}, net
+
+
+def check_prior_fits(spec: NetSpec, folder: Path | None = None) -> Path:
+    """The prior file for `spec`, or UserError naming the flag that stops it (nothing is changed)."""
+    channels, side, _ = spec.image_shape
+    if channels != 3:
+        what = "greyscale" if channels == 1 else "with transparency (--alpha keep)"
+        fix = ("train from scratch (drop --init prior)" if channels == 1
+               else "pass --alpha white (or drop --init prior)")
+        raise UserError(f"--init prior: the prior draws colour pictures (3 channels); these are {what}: {fix}")
+    sides = available_sides(folder)
+    if side not in sides:
+        raise UserError(f"--init prior: gankit ships a prior at {', '.join(map(str, sides)) or 'no size'} px, "
+                        f"not {side}: pass --image-size {min(sides, key=lambda s: abs(s - side)) if sides else 32} "
+                        "(or drop --init prior)")
+    path = prior_path(side, folder)
+    _, net = read_prior(path)
+    differs = [f for f in NET_FIELDS if f != "image_shape" and net[f] != getattr(spec, f)]
+    if differs:
+        wanted = ", ".join(f"{flag(f)} {net[f]}" for f in differs)
+        raise UserError(f"--init prior: the prior's nets differ from these in {', '.join(map(flag, differs))}: "
+                        f"pass {wanted} (the colour preset's nets), or drop --init prior")
+    return path
+
+
+def load_prior(g: nn.Module, d: nn.Module, spec: NetSpec, folder: Path | None = None) -> Path:
+    """Copy the prior into (G, D) in place, and return its path."""
+    path = check_prior_fits(spec, folder)
+    tensors, _ = read_prior(path)
+    for prefix, net in (("generator.", g), ("discriminator.", d)):
+        source = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        _copy_in_order(source, net, path)
+    return path
+
+
+def _copy_in_order(source: dict[str, torch.Tensor], net: nn.Module, path: Path) -> None:
+    """Copy an unconditional net's tensors into `net`, which may be the conditional wrapping of
+    the same layers: its own keys are renamed (net.*, body.*, head.*) but come in the same order,
+    and its first layer may take more inputs (the one-hot labels), whose weights start at zero."""
+    own = net.state_dict()
+    targets = [k for k in own if not k.startswith(_CONDITIONING_ONLY)]
+    if len(targets) != len(source):
+        raise UserError(f"{path}: its nets have {len(source)} tensors where these have {len(targets)}; "
+                        "the file does not belong to this version of gankit")
+    with torch.no_grad():
+        for key, (_, value) in zip(targets, source.items()):
+            into = own[key]
+            if into.shape == value.shape:
+                into.copy_(value.to(into.dtype))
+            elif into.dim() == value.dim() and into.dim() > 0 and into.shape[1:] == value.shape[1:] \
+                    and into.shape[0] > value.shape[0]:
+                into.zero_()  # G's input takes [z, one-hot y]: the labels' weights are learnt from zero
+                into[: value.shape[0]].copy_(value.to(into.dtype))
+            else:
+                raise UserError(f"{path}: tensor {key} is {tuple(value.shape)} there, {tuple(into.shape)} here; "
+                                "the file does not belong to these nets")
+
+
+def freeze_lower_layers(d: nn.Module, convolutions: int) -> None:
+    """FreezeD (Mo et al. 2020): D's first `convolutions` Conv2d layers, and every layer between them
+    (BatchNorms), stop learning; their running statistics still follow the data."""
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    if convolutions >= len(convs):
+        raise UserError(f"--freeze-d {convolutions}: D has {len(convs)} convolutions and its last must learn; "
+                        f"pass at most --freeze-d {len(convs) - 1}")
+    seen = 0
+    for module in d.modules():
+        if isinstance(module, nn.Conv2d):
+            seen += 1
+            if seen > convolutions:
+                return
+        if seen and not list(module.children()):
+            for param in module.parameters(recurse=False):
+                param.requires_grad_(False)
+
+
+def unconditional(spec: NetSpec) -> NetSpec:
+    """The spec of the nets a prior is made of: `spec` without its labels."""
+    return dataclasses.replace(spec, conditioning="none", num_classes=0)
