@@ -5,7 +5,7 @@
 Trains the `colour` preset's nets (unconditional DCGAN, 32 px) on Debian's openclipart-png, whose
 pictures are dedicated to the public domain (its copyright file: the Creative Commons Public Domain
 Dedication or Public Domain Certification), so that weights made from them can ship with gankit.
-Other sets here are not used: their licences (GPL, CC BY-SA) would carry over to weights made from
+Other sets here are not used: their licence (the GPL) could carry over to weights made from
 them, and they stay unseen by the prior, so that fine-tuning on them measures what it claims to.
 
 The run is `gankit train --preset colour` for `--minutes` of training clock with the step limit
