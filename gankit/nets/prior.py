@@ -58,19 +58,30 @@ def write_prior(g: nn.Module, d: nn.Module, spec: NetSpec, path: Path, about: di
     return path
 
 
-def read_prior(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors in the nets' order, net fields) of a prior file."""
+def _read_metadata(path: Path) -> dict:
+    """A prior file's metadata (its header alone, not its tensors), checked to be a prior's."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} is not a gankit prior (format {meta.get('format')!r}, expected {FORMAT})")
+    return meta
+
+
+def _net_fields(meta: dict) -> dict:
     net = json.loads(meta["net"])
     net["image_shape"] = tuple(net["image_shape"])
+    return net
+
+
+def read_prior(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors in the nets' order, net fields) of a prior file."""
+    from safetensors.torch import load_file
+
+    meta = _read_metadata(path)
     tensors = load_file(str(path))
-    return {k: tensors[k] for k in json.loads(meta["order"])}, net
+    return {k: tensors[k] for k in json.loads(meta["order"])}, _net_fields(meta)
 
 
 def check_prior_fits(spec: NetSpec, folder: Path | None = None) -> Path:
@@ -87,7 +98,7 @@ def check_prior_fits(spec: NetSpec, folder: Path | None = None) -> Path:
                         f"not {side}: pass --image-size {min(sides, key=lambda s: abs(s - side)) if sides else 32} "
                         "(or drop --init prior)")
     path = prior_path(side, folder)
-    _, net = read_prior(path)
+    net = _net_fields(_read_metadata(path))
     differs = [f for f in NET_FIELDS if f != "image_shape" and net[f] != getattr(spec, f)]
     if differs:
         wanted = ", ".join(f"{flag(f)} {net[f]}" for f in differs)
