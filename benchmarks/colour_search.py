@@ -135,18 +135,24 @@ def trained_minutes(run_dir: Path) -> float:
     return max(times, default=0) / 60
 
 
-def train(run_dir: Path, flags: list[str], minutes: float, evaluator: Path, eval_n: int) -> None:
-    """Train the run (or resume it) until its training clock reads `minutes`."""
-    marks = ",".join(f"{m:g}" for m in MARKS if m <= minutes)
-    watch = ["--eval-at-minutes", marks, "--eval-evaluator", str(evaluator), "--eval-n", str(eval_n),
-             "--eval-metrics", "fid,coverage"]
+NO_STEP_LIMIT = ["--images", "10000000000"]  # the training clock alone ends a run
+
+
+def train(run_dir: Path, flags: list[str], minutes: float, evaluator: Path | None, eval_n: int,
+          marks: tuple[float, ...] = MARKS) -> None:
+    """Train the run (or resume it) until its training clock reads `minutes`, scored at the `marks`
+    up to it on `evaluator` (None: not scored)."""
+    watch = [] if evaluator is None else [
+        "--eval-at-minutes", ",".join(f"{m:g}" for m in marks if m <= minutes), "--eval-evaluator", str(evaluator),
+        "--eval-n", str(eval_n), "--eval-metrics", "fid,coverage"]
     if not (run_dir / "config.json").exists():
-        sh([sys.executable, "-m", "gankit", "train", "-q", *flags, "--images", "10000000000",
+        sh([sys.executable, "-m", "gankit", "train", "-q", *flags, *NO_STEP_LIMIT,
             "--max-minutes", f"{minutes:g}", *watch, "--out", str(run_dir)])
         return
     left = minutes - trained_minutes(run_dir)
-    scored = {p.get("mark_minutes") for p in curve(run_dir)["points"]} if left < 0.05 else set()
-    if left >= 0.05 or minutes not in scored:  # a run stopped a moment short of its last mark scores it
+    scored = {p.get("mark_minutes") for p in curve(run_dir)["points"]} if left < 0.05 and watch else set()
+    # a run stopped a moment short of its last mark scores it
+    if left >= 0.05 or (watch and minutes not in scored):
         sh([sys.executable, "-m", "gankit", "train", "-q", "--resume", str(run_dir), "--max-minutes",
             f"{max(left, 0.01):.3f}", *watch])
 

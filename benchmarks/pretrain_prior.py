@@ -10,24 +10,23 @@ them, and they stay unseen by the prior, so that fine-tuning on them measures wh
 
 The run is `gankit train --preset colour` for `--minutes` of training clock with the step limit
 lifted, scored at marks along the way (5,000 samples, FID and coverage on openclipart's classifier
-from benchmarks/extractor_checks.py, off the clock). Then G's EMA (as G) and D are written in bf16
-to OUT_WEIGHTS/colour-prior-32.safetensors, and beside it a JSON file with the sources, licence,
-command, machine and curve. A run that exists is resumed to `--minutes`, not started again.
+from benchmarks/extractor_checks.py, off the clock). Then G's EMA (as G) and D of its checkpoint
+of lowest FID are written in bf16 to WEIGHTS/colour-prior-32.safetensors (--weights), and beside it
+a JSON file with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`, not started again.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from colour_search import NO_STEP_LIMIT, train  # noqa: E402
 from quality_curves import curve  # noqa: E402
 
 SOURCE = {"folder": "/usr/share/openclipart/png", "package": "openclipart-png",
@@ -38,32 +37,8 @@ SIDE = 32
 MARKS = (1, 2, 5, 10, 20, 30, 40, 60, 90, 120)
 
 
-def sh(cmd: list[str]) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
 def train_flags(seed: int) -> list[str]:
-    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(SIDE), "--seed", str(seed),
-            "--images", "10000000000"]
-
-
-def pretrain(run_dir: Path, minutes: float, seed: int, evaluator: Path | None, eval_n: int) -> None:
-    """Train the run (or resume it) until its training clock reads `minutes`."""
-    watch = []
-    if evaluator is not None:
-        marks = ",".join(f"{m:g}" for m in MARKS if m <= minutes)
-        watch = ["--eval-at-minutes", marks, "--eval-evaluator", str(evaluator), "--eval-n", str(eval_n),
-                 "--eval-metrics", "fid,coverage"]
-    if not (run_dir / "config.json").exists():
-        sh([sys.executable, "-m", "gankit", "train", "-q", *train_flags(seed), "--max-minutes", f"{minutes:g}",
-            *watch, "--out", str(run_dir)])
-        return
-    done = max((json.loads(line).get("time_s", 0) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-                if line.strip()), default=0) / 60
-    if minutes - done >= 0.05:
-        sh([sys.executable, "-m", "gankit", "train", "-q", "--resume", str(run_dir), "--max-minutes",
-            f"{minutes - done:.3f}", *watch])
+    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(SIDE), "--seed", str(seed)]
 
 
 def write_weights(run_dir: Path, out: Path, minutes: float, seed: int, evaluator: Path | None) -> Path:
@@ -90,7 +65,7 @@ def write_weights(run_dir: Path, out: Path, minutes: float, seed: int, evaluator
                 f"{SIDE} px, for `gankit train --init prior`",
         "source": {**SOURCE, "pictures": len(open_data(cfg, quiet=True))},
         "command": f"python benchmarks/pretrain_prior.py --minutes {minutes:g} --seed {seed}",
-        "train_flags": " ".join(train_flags(seed)),
+        "train_flags": " ".join([*train_flags(seed), *NO_STEP_LIMIT]),
         "step": int(state["progress"]["step"]), "images_seen": int(state["progress"]["images_seen"]),
         "training_minutes": round(state["progress"]["seconds"] / 60, 2),
         "chosen": ("the checkpoint of the lowest FID along the curve" if state["progress"].get("best_fid")
@@ -136,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
               f"openclipart --kinds classifier --out {args.checks} (or pass --no-curve)", file=sys.stderr)
         return 2
     run_dir = args.out / f"openclipart-{SIDE}-seed{args.seed}"
-    pretrain(run_dir, args.minutes, args.seed, evaluator, args.eval_n)
+    train(run_dir, train_flags(args.seed), args.minutes, evaluator, args.eval_n, marks=MARKS)
     path = write_weights(run_dir, args.weights, args.minutes, args.seed, evaluator)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
