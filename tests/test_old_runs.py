@@ -2,17 +2,13 @@
 tiny MLP nets on the embedded digits, by gankit 0.1.0 as it was then) still loads, samples, and resumes
 to the very weights the old code reached when it resumed the same run to step 8."""
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 import gankit
-from weights_record import PINNED_KERNELS
+from weights_record import run_pinned
 
 OLD_RUN = Path(__file__).parent / "data" / "run-before-layout"
 # What the code of that time (the commit before the reorganisation) computed resuming this run to
@@ -21,7 +17,7 @@ OLD_RUN = Path(__file__).parent / "data" / "run-before-layout"
 # CPU's instruction set: the same old code reached other bits on a CPU with AMX.
 OLD_CODE_RESUMED_TO_8 = "8523161047d72b84f0b15669"
 
-# Run in a child process: the pinning is read when torch's libraries load.
+# Run in a child process (weights_record.run_pinned): the pinning is read when torch's libraries load.
 _RESUME = """
 import json, sys, torch
 torch.backends.mkldnn.enabled = False
@@ -43,8 +39,4 @@ def test_an_old_run_samples(tmp_path):
 def test_an_old_run_resumes_to_the_weights_the_old_code_reached(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(OLD_RUN, run)
-    out = subprocess.run([sys.executable, "-c", _RESUME, str(run)], env={**os.environ, **PINNED_KERNELS},
-                         capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    resumed = json.loads(out.stdout.strip().splitlines()[-1])
-    assert resumed == {"step": 8, "digest": OLD_CODE_RESUMED_TO_8}
+    assert run_pinned(["-c", _RESUME, str(run)]) == {"step": 8, "digest": OLD_CODE_RESUMED_TO_8}

@@ -131,15 +131,21 @@ def checksum(name: str, folder: Path) -> str:
 PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1"}
 
 
+def run_pinned(args: list[str], env: dict[str, str] | None = None):
+    """Run `python ARGS` in a child process with the kernels pinned (PINNED_KERNELS, and `env` over
+    them) and return the JSON its last line of output prints. The child must turn oneDNN off itself
+    (torch.backends.mkldnn.enabled = False) before it computes."""
+    out = subprocess.run([sys.executable, *args], env={**os.environ, **PINNED_KERNELS, **(env or {})},
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"pinned child {args[:2]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def checksums(names: list[str], env: dict[str, str] | None = None) -> dict[str, str]:
     """{variant: checksum}, computed in a child process with the kernels pinned (PINNED_KERNELS);
     `env` adds variables (an older instruction set, to show that the sums do not follow it)."""
-    out = subprocess.run([sys.executable, __file__, "--child", *names],
-                         env={**os.environ, **PINNED_KERNELS, **(env or {})},
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"weights_record child failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_pinned([__file__, "--child", *names], env)
 
 
 def main(argv: list[str]) -> int:
