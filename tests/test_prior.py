@@ -87,19 +87,26 @@ def test_pictures_the_prior_cannot_draw_are_refused_with_the_fix(written, shape,
         prior.check_prior_fits(dataclasses.replace(SMALL, image_shape=shape))
 
 
-def test_a_run_with_init_prior_starts_from_it_and_resumes(written, tmp_path):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "colour.npz"
-    np.savez(data, images=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
-    fields = dict(dataset=str(data), width=8, latent_dim=16, steps=2, batch_size=8, log_every=1, sample_every=1000,
-                  sample_every_early=1000, checkpoint_every=1000, report=False, tensorboard="off", sample_grid=4,
-                  precision="fp32", quiet=True)
-    run = tmp_path / "run"
-    gankit.train("colour", out=run, init="prior", images=None, **fields)
-    ref = tmp_path / "ref"
-    gankit.train("colour", out=ref, images=None, **fields)
+def _small_colour_run(run, data_seed: int, steps: int, **fields) -> dict:
+    """A few steps of the colour preset on SMALL nets over 64 random colour pictures; its last checkpoint."""
     from gankit.run import checkpoint
-    tuned, scratch = (checkpoint.load(checkpoint.latest(r)) for r in (run, ref))
+
+    data = run.parent / f"colour-{data_seed}.npz"
+    if not data.exists():
+        rng = np.random.default_rng(data_seed)
+        np.savez(data, images=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    gankit.train("colour", out=run, images=None, dataset=str(data), width=8, latent_dim=16, steps=steps, batch_size=8,
+                 log_every=1, sample_every=1000, sample_every_early=1000, checkpoint_every=1000, report=False,
+                 tensorboard="off", sample_grid=4, precision="fp32", quiet=True, **fields)
+    return checkpoint.load(checkpoint.latest(run))
+
+
+def test_a_run_with_init_prior_starts_from_it_and_resumes(written, tmp_path):
+    from gankit.run import checkpoint
+
+    run = tmp_path / "run"
+    tuned = _small_colour_run(run, 0, 2, init="prior")
+    scratch = _small_colour_run(tmp_path / "ref", 0, 2)
     g0 = written[0].state_dict()
     key = next(k for k, v in g0.items() if v.dim() == 4)
     # two small steps from the prior stay near it; from scratch they are elsewhere
@@ -115,7 +122,7 @@ def test_the_shipped_prior_fits_the_colour_preset_and_draws_colour():
     from gankit.nets.spec import net_spec
     from gankit.presets import preset
 
-    cfg = make_config({k: v for k, v in preset("colour").items() if not k.startswith("_")}, {"init": "prior"})
+    cfg = make_config(preset("colour"), {"init": "prior"})
     spec = net_spec(cfg, (3, 32, 32))
     g, d = _nets(spec, 0)
     prior.load_prior(g, d, spec)
@@ -138,15 +145,7 @@ def test_freeze_d_keeps_ds_first_layers_and_trains_the_rest(written, tmp_path):
     assert [kinds[n.rsplit(".", 1)[0]] for n in learning] == ["Conv2d", "BatchNorm2d", "BatchNorm2d", "Conv2d",
                                                              "Conv2d"]
 
-    rng = np.random.default_rng(1)
-    data = tmp_path / "colour.npz"
-    np.savez(data, images=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
-    run = tmp_path / "frozen"
-    gankit.train("colour", out=run, init="prior", freeze_d=2, images=None, dataset=str(data), width=8, latent_dim=16,
-                 steps=3, batch_size=8, sample_every=1000, sample_every_early=1000, checkpoint_every=1000,
-                 report=False, tensorboard="off", sample_grid=4, precision="fp32", quiet=True)
-    from gankit.run import checkpoint
-    trained = checkpoint.load(checkpoint.latest(run))["discriminator"]
+    trained = _small_colour_run(tmp_path / "frozen", 1, 3, init="prior", freeze_d=2)["discriminator"]
     start = _bf16(written[1])
     for name in frozen:
         assert torch.equal(trained[name].float(), start[name]), name
