@@ -14,7 +14,9 @@ if it has reached M, and resumed to M otherwise, so a 5-minute run becomes a 20-
 The extractor is the set's classifier from `benchmarks/extractor_checks.py` (OUT_CHECKS/SET-SIZE-
 classifier.pt): it must pass the sensitivity check, or the search refuses to rank by it (a score
 that likes blobs cannot choose between recipes that draw blobs). `--allow-failing-extractor`
-overrides that for a look, and the results then say so.
+overrides that for a look, and the results then say so. `--extractor FILE` scores with a classifier
+of another set instead (openclipart's, on the sets the prior never saw), whose check on this set's
+pictures benchmarks/cross_checks.py has run and stored beside it.
 
 Writes OUT/search-SET-SIZE.json (every run's curve, images/s and last scores) and prints a table
 ranked by FID at the last mark, with each candidate's ratio to `dcgan` at that mark when dcgan ran.
@@ -90,6 +92,7 @@ CANDIDATES: dict[str, list[str]] = {
     "prior-freeze-d2": ["--init", "prior", "--freeze-d", "2"],
     "prior-lr1": ["--init", "prior", "--lr-g", "1e-4", "--lr-d", "1e-4"],
     "prior-ada": ["--init", "prior", "--ada", "default"],
+    "prior-ada-freeze-d2": ["--init", "prior", "--ada", "default", "--freeze-d", "2"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
 
@@ -119,6 +122,18 @@ def real_grid(folder: str, side: int, path: Path) -> Path:
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:64]
         save_grid(data.images[pick], path, nrow=8)
     return path
+
+
+def extractor_check(evaluator: Path, name: str, side: int, own: bool) -> dict | None:
+    """The sensitivity check that says whether `evaluator` can rank runs on set `name`: the one its
+    file holds when it is the set's own classifier, else the check benchmarks/cross_checks.py ran
+    on the set's pictures (None when it has not)."""
+    if own:
+        from gankit.metrics.classifier import load_classifier
+        return load_classifier(evaluator)[1]["sensitivity"]
+    checks = evaluator.parent / "cross-checks.json"
+    rows = json.loads(checks.read_text())["rows"] if checks.exists() else []
+    return next((r["check"] for r in rows if r["file"] == evaluator.name and r["set"] == f"{name} {side} px"), None)
 
 
 def sh(cmd: list[str]) -> None:
@@ -213,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-n", type=int, default=5000)
     parser.add_argument("--checks", type=Path, default=Path("runs/checks"),
                         help="where benchmarks/extractor_checks.py wrote the extractors")
+    parser.add_argument("--extractor", type=Path, default=None,
+                        help="score with this classifier instead of the set's own: one trained on another set, "
+                             "checked on this set's pictures by benchmarks/cross_checks.py")
     parser.add_argument("--allow-failing-extractor", action="store_true")
     parser.add_argument("--grids", action="store_true", help="sample each run's grid and put them side by side")
     parser.add_argument("--out", type=Path, default=Path("runs/search"))
@@ -222,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(folder).is_dir():
         print(f"colour_search: {folder} is missing: apt-get install -y {package}", file=sys.stderr)
         return 2
-    evaluator = args.checks / f"{args.set}-{side}-classifier.pt"
+    evaluator = args.extractor or args.checks / f"{args.set}-{side}-classifier.pt"
     if not evaluator.exists():
         print(f"colour_search: no extractor {evaluator}: run python benchmarks/extractor_checks.py --sets {args.set} "
               f"--kinds classifier --out {args.checks}", file=sys.stderr)
         return 2
-    from gankit.metrics.classifier import load_classifier
-    check = load_classifier(evaluator)[1]["sensitivity"]
+    check = extractor_check(evaluator, args.set, side, own=args.extractor is None)
+    if check is None:
+        print(f"colour_search: {evaluator} has not been checked on {args.set}'s pictures: run python "
+              f"benchmarks/cross_checks.py --extractor {evaluator} --sets {args.set} --out {evaluator.parent}",
+              file=sys.stderr)
+        return 2
     if not check["passes"] and not args.allow_failing_extractor:
         print(f"colour_search: {evaluator} fails the sensitivity check: its FIDs cannot rank recipes "
               "(--allow-failing-extractor to look anyway)", file=sys.stderr)
@@ -258,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             results.parent.mkdir(parents=True, exist_ok=True)
             results.write_text(json.dumps({
                 "what": f"{args.set} at {side} px; every run trains for the same training clock; FID and coverage "
-                        f"of {args.eval_n:,} samples on the set's classifier at 1, 2, 5, 10, 20 minutes",
-                "extractor": {"file": evaluator.name, "check_passes": check["passes"]},
+                        f"of {args.eval_n:,} samples on {'the set' if args.extractor is None else 'another set'}'s classifier "
+                        "at 1, 2, 5, 10, 20 minutes",
+                "extractor": {"file": evaluator.name, "check_passes": check["passes"],
+                              "checked_on": "its own set" if args.extractor is None else f"{args.set}'s pictures"},
                 "machine": machine, "rows": rows}, indent=2) + "\n")
     if args.grids:
         runs = [args.out / "runs" / f"{args.set}-{side}-{n}-seed0" for n in names]

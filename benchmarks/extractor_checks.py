@@ -56,13 +56,14 @@ def ensure_set(name: str, install: bool) -> tuple[Path | None, str | None]:
     return Path(folder), None
 
 
-def extractor_file(name: str, kind: str, out: Path) -> tuple[Path, dict, float]:
-    """Train (or reuse) one extractor file; (path, its meta, seconds it took here)."""
+def extractor_file(name: str, kind: str, out: Path, side: int | None = None) -> tuple[Path, dict, float]:
+    """Train (or reuse) one extractor file at the set's side (or `side`); (path, its meta, seconds it took here)."""
     from gankit.metrics.classifier import load_classifier
     from gankit.metrics.contrastive import load_contrastive
     from gankit.metrics.train_evaluator import train_evaluator
 
-    folder, side, _ = SETS[name]
+    folder, own_side, _ = SETS[name]
+    side = side or own_side
     path = out / f"{name}-{side}-{kind}.pt"
     load = load_contrastive if kind == "self-supervised" else load_classifier
     if path.exists():
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help="classifier, self-supervised or both")
     parser.add_argument("--out", type=Path, default=Path("runs/checks"))
     parser.add_argument("--install", action="store_true", help="apt-get install a missing set's package")
+    parser.add_argument("--side", type=int, default=None,
+                        help="train at this side instead of each set's own (openclipart at 64 px: the 64-px prior's curve)")
     args = parser.parse_args(argv)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -141,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for kind in kinds:
             try:
-                path, meta, seconds = extractor_file(name, kind, args.out)
+                path, meta, seconds = extractor_file(name, kind, args.out, args.side)
             except UserError as exc:
                 skipped[f"{name} {kind}"] = str(exc)
                 print(f"{name} {kind}: skipped: {exc}")
                 continue
             accuracy = meta.get("test_accuracy", meta.get("quality", {}).get("knn_accuracy"))
-            rows.append({"set": f"{name} {SETS[name][1]} px", "kind": kind, "file": path.name,
+            rows.append({"set": f"{name} {args.side or SETS[name][1]} px", "kind": kind, "file": path.name,
                          "command": meta.get("command"), "labels": meta.get("labels"),
                          "training": meta.get("training"), "holdout": meta.get("holdout"),
                          "epochs": meta.get("epochs"), "steps": meta.get("steps"), "accuracy": accuracy,

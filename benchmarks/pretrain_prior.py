@@ -1,8 +1,9 @@
-"""Pretrain the colour prior that gankit ships (gankit/weights/colour-prior-32.safetensors).
+"""Pretrain the colour priors that gankit ships (gankit/weights/colour-prior-{32,64}.safetensors).
 
     python benchmarks/pretrain_prior.py --minutes 40            # train, score the curve, write the prior
+    python benchmarks/pretrain_prior.py --side 64 --minutes 60  # the 64-px prior
 
-Trains the `colour` preset's nets (unconditional DCGAN, 32 px) on Debian's openclipart-png, whose
+Trains the `colour` preset's nets (unconditional DCGAN, 32 or 64 px) on Debian's openclipart-png, whose
 pictures are dedicated to the public domain (its copyright file: the Creative Commons Public Domain
 Dedication or Public Domain Certification), so that weights made from them can ship with gankit.
 Other sets here are not used: their licence (the GPL) could carry over to weights made from
@@ -11,7 +12,7 @@ them, and they stay unseen by the prior, so that fine-tuning on them measures wh
 The run is `gankit train --preset colour` for `--minutes` of training clock with the step limit
 lifted, scored at marks along the way (5,000 samples, FID and coverage on openclipart's classifier
 from benchmarks/extractor_checks.py, off the clock). Then G's EMA (as G) and D of its checkpoint
-of lowest FID are written in bf16 to WEIGHTS/colour-prior-32.safetensors (--weights), and beside it
+of lowest FID are written in bf16 to WEIGHTS/colour-prior-SIDE.safetensors (--weights), and beside it
 a JSON file with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`, not started again.
 """
 
@@ -33,15 +34,15 @@ SOURCE = {"folder": "/usr/share/openclipart/png", "package": "openclipart-png",
           "licence": "public domain: the Creative Commons Public Domain Dedication or Public Domain "
                      "Certification (Debian's /usr/share/doc/openclipart-png/copyright); each picture's "
                      ".txt file beside it names its author"}
-SIDE = 32
+SIDES = (32, 64)
 MARKS = (1, 2, 5, 10, 20, 30, 40, 60, 90, 120)
 
 
-def train_flags(seed: int) -> list[str]:
-    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(SIDE), "--seed", str(seed)]
+def train_flags(side: int, seed: int) -> list[str]:
+    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed)]
 
 
-def write_weights(run_dir: Path, out: Path, minutes: float, seed: int, evaluator: Path | None) -> Path:
+def write_weights(run_dir: Path, out: Path, side: int, minutes: float, seed: int, evaluator: Path | None) -> Path:
     """The run's G EMA and D at its lowest FID (checkpoints/best.pt; the last checkpoint when the run
     had no curve) as the prior file, with its provenance beside it. D overfits the 8,105 pictures
     within 10 minutes, after which the curve may rise again: the prior is the best point of it."""
@@ -62,10 +63,10 @@ def write_weights(run_dir: Path, out: Path, minutes: float, seed: int, evaluator
     points = curve(run_dir)["points"] if evaluator is not None else []
     about = {
         "what": "gankit's colour prior: the colour preset's G (its EMA) and D, pretrained unconditionally at "
-                f"{SIDE} px, for `gankit train --init prior`",
+                f"{side} px, for `gankit train --init prior`",
         "source": {**SOURCE, "pictures": len(open_data(cfg, quiet=True))},
-        "command": f"python benchmarks/pretrain_prior.py --minutes {minutes:g} --seed {seed}",
-        "train_flags": " ".join([*train_flags(seed), *NO_STEP_LIMIT]),
+        "command": f"python benchmarks/pretrain_prior.py --side {side} --minutes {minutes:g} --seed {seed}",
+        "train_flags": " ".join([*train_flags(side, seed), *NO_STEP_LIMIT]),
         "step": int(state["progress"]["step"]), "images_seen": int(state["progress"]["images_seen"]),
         "training_minutes": round(state["progress"]["seconds"] / 60, 2),
         "chosen": ("the checkpoint of the lowest FID along the curve" if state["progress"].get("best_fid")
@@ -77,7 +78,7 @@ def write_weights(run_dir: Path, out: Path, minutes: float, seed: int, evaluator
                   "points": [{k: p.get(k) for k in ("mark_minutes", "images_seen", "fid", "coverage", "floor_fid")}
                              for p in points]},
     }
-    return write_prior(g, d, spec, prior_path(SIDE, out), about)
+    return write_prior(g, d, spec, prior_path(side, out), about)
 
 
 def _cpu_name() -> str:
@@ -93,6 +94,7 @@ def _cpu_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=40.0, help="training clock of the pretraining")
+    parser.add_argument("--side", type=int, default=32, choices=SIDES, help="the pictures' side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-n", type=int, default=5000)
     parser.add_argument("--checks", type=Path, default=Path("runs/checks"),
@@ -105,14 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(SOURCE["folder"]).is_dir():
         print(f"pretrain_prior: {SOURCE['folder']} is missing: apt-get install -y {SOURCE['package']}", file=sys.stderr)
         return 2
-    evaluator = None if args.no_curve else args.checks / f"openclipart-{SIDE}-classifier.pt"
+    evaluator = None if args.no_curve else args.checks / f"openclipart-{args.side}-classifier.pt"
     if evaluator is not None and not evaluator.exists():
         print(f"pretrain_prior: no extractor {evaluator}: run python benchmarks/extractor_checks.py --sets "
-              f"openclipart --kinds classifier --out {args.checks} (or pass --no-curve)", file=sys.stderr)
+              f"openclipart --kinds classifier --side {args.side} --out {args.checks} (or pass --no-curve)", file=sys.stderr)
         return 2
-    run_dir = args.out / f"openclipart-{SIDE}-seed{args.seed}"
-    train(run_dir, train_flags(args.seed), args.minutes, evaluator, args.eval_n, marks=MARKS)
-    path = write_weights(run_dir, args.weights, args.minutes, args.seed, evaluator)
+    run_dir = args.out / f"openclipart-{args.side}-seed{args.seed}"
+    marks = tuple(sorted({m for m in MARKS if m < args.minutes} | {args.minutes}))  # the last minute is scored too
+    train(run_dir, train_flags(args.side, args.seed), args.minutes, evaluator, args.eval_n, marks=marks)
+    path = write_weights(run_dir, args.weights, args.side, args.minutes, args.seed, evaluator)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
 

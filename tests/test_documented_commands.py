@@ -86,7 +86,8 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/extractor_checks.py": "trains two extractors per Debian picture set and checks them (minutes per set)",
     "benchmarks/colour_search.py": "trains 2 or 5 minutes per candidate and seed on Debian's openclipart (about 40 minutes a screen)",
     "benchmarks/step_profile.py": "times and profiles a recipe's training step for about 30 seconds",
-    "benchmarks/pretrain_prior.py": "trains the colour preset for 30 minutes on Debian's openclipart",
+    "benchmarks/pretrain_prior.py": "trains the colour preset for 30 to 45 minutes on Debian's openclipart",
+    "benchmarks/cross_checks.py": "checks an extractor on thousands of a Debian set's pictures, degraded 15 ways",
     "benchmarks/nearest_pictures.py": "reads a fine-tuned run's samples against Debian's 8,105 openclipart pictures",
 }
 MAKE_TARGETS = {  # target -> how it is checked
