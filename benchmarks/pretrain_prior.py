@@ -1,7 +1,7 @@
 """Pretrain the colour priors that gankit ships (gankit/weights/colour-prior-{32,64}.safetensors).
 
     python benchmarks/pretrain_prior.py --minutes 40            # train, score the curve, write the prior
-    python benchmarks/pretrain_prior.py --side 64 --minutes 60  # the 64-px prior
+    python benchmarks/pretrain_prior.py --side 64 --minutes 45  # the 64-px prior
 
 Trains the `colour` preset's nets (unconditional DCGAN, 32 or 64 px) on Debian's openclipart-png, whose
 pictures are dedicated to the public domain (its copyright file: the Creative Commons Public Domain
@@ -11,7 +11,7 @@ them, and they stay unseen by the prior, so that fine-tuning on them measures wh
 
 The run is `gankit train --preset colour` for `--minutes` of training clock with the step limit
 lifted, scored at marks along the way (5,000 samples, FID and coverage on openclipart's classifier
-from benchmarks/extractor_checks.py, off the clock). Then G's EMA (as G) and D of its checkpoint
+from benchmarks/extractor_checks.py, trained first when missing; off the clock). Then G's EMA (as G) and D of its checkpoint
 of lowest FID are written in bf16 to WEIGHTS/colour-prior-SIDE.safetensors (--weights), and beside it
 a JSON file with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`, not started again.
 """
@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from colour_search import NO_STEP_LIMIT, train  # noqa: E402
+from extractor_checks import extractor_file  # noqa: E402
 from quality_curves import curve  # noqa: E402
 
 SOURCE = {"folder": "/usr/share/openclipart/png", "package": "openclipart-png",
@@ -36,13 +37,15 @@ SOURCE = {"folder": "/usr/share/openclipart/png", "package": "openclipart-png",
                      ".txt file beside it names its author"}
 SIDES = (32, 64)
 MARKS = (1, 2, 5, 10, 20, 30, 40, 60, 90, 120)
+CHECKS = Path("runs/checks")
 
 
 def train_flags(side: int, seed: int) -> list[str]:
     return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed)]
 
 
-def write_weights(run_dir: Path, out: Path, side: int, minutes: float, seed: int, evaluator: Path | None) -> Path:
+def write_weights(run_dir: Path, out: Path, side: int, minutes: float, seed: int, evaluator: Path | None,
+                  command: str) -> Path:
     """The run's G EMA and D at its lowest FID (checkpoints/best.pt; the last checkpoint when the run
     had no curve) as the prior file, with its provenance beside it. D overfits the 8,105 pictures
     within 10 minutes, after which the curve may rise again: the prior is the best point of it."""
@@ -65,7 +68,7 @@ def write_weights(run_dir: Path, out: Path, side: int, minutes: float, seed: int
         "what": "gankit's colour prior: the colour preset's G (its EMA) and D, pretrained unconditionally at "
                 f"{side} px, for `gankit train --init prior`",
         "source": {**SOURCE, "pictures": len(open_data(cfg, quiet=True))},
-        "command": f"python benchmarks/pretrain_prior.py --side {side} --minutes {minutes:g} --seed {seed}",
+        "command": command,
         "train_flags": " ".join([*train_flags(side, seed), *NO_STEP_LIMIT]),
         "step": int(state["progress"]["step"]), "images_seen": int(state["progress"]["images_seen"]),
         "training_minutes": round(state["progress"]["seconds"] / 60, 2),
@@ -97,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=32, choices=SIDES, help="the pictures' side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-n", type=int, default=5000)
-    parser.add_argument("--checks", type=Path, default=Path("runs/checks"),
-                        help="where benchmarks/extractor_checks.py wrote openclipart's classifier (for the curve)")
+    parser.add_argument("--checks", type=Path, default=CHECKS,
+                        help="where openclipart's classifier for the curve is (benchmarks/extractor_checks.py's "
+                             "file; trained there first when missing)")
     parser.add_argument("--no-curve", action="store_true", help="train without scoring the marks")
     parser.add_argument("--out", type=Path, default=Path("runs/prior"))
     parser.add_argument("--weights", type=Path, default=Path("gankit/weights"), help="where the prior file goes")
@@ -107,15 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(SOURCE["folder"]).is_dir():
         print(f"pretrain_prior: {SOURCE['folder']} is missing: apt-get install -y {SOURCE['package']}", file=sys.stderr)
         return 2
-    evaluator = None if args.no_curve else args.checks / f"openclipart-{args.side}-classifier.pt"
-    if evaluator is not None and not evaluator.exists():
-        print(f"pretrain_prior: no extractor {evaluator}: run python benchmarks/extractor_checks.py --sets "
-              f"openclipart --kinds classifier --side {args.side} --out {args.checks} (or pass --no-curve)", file=sys.stderr)
-        return 2
+    evaluator = None
+    if not args.no_curve:  # openclipart's classifier scores the curve; trained here the first time
+        evaluator = extractor_file("openclipart", "classifier", args.checks, args.side)[0]
     run_dir = args.out / f"openclipart-{args.side}-seed{args.seed}"
     marks = tuple(sorted({m for m in MARKS if m < args.minutes} | {args.minutes}))  # the last minute is scored too
     train(run_dir, train_flags(args.side, args.seed), args.minutes, evaluator, args.eval_n, marks=marks)
-    path = write_weights(run_dir, args.weights, args.side, args.minutes, args.seed, evaluator)
+    command = (f"python benchmarks/pretrain_prior.py --side {args.side} --minutes {args.minutes:g} --seed {args.seed}"
+               + (f" --checks {args.checks}" if args.checks != CHECKS else ""))
+    path = write_weights(run_dir, args.weights, args.side, args.minutes, args.seed, evaluator, command)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
 

@@ -120,7 +120,7 @@ def test_wheel_holds_the_digits_and_their_licence(tmp_path):
         assert {"gankit/data/mnist_5k.npz", "gankit/data/MNIST_5K_LICENSE.txt"} <= names
         assert zf.read("gankit/data/mnist_5k.npz") == (REPO / "gankit/data/mnist_5k.npz").read_bytes()
         # the colour prior that --init prior starts from, and the note of where it came from
-        assert {"gankit/weights/colour-prior-32.safetensors", "gankit/weights/colour-prior-32.json"} <= names
+        assert {f"gankit/weights/colour-prior-{side}.{ext}" for side in (32, 64) for ext in ("safetensors", "json")} <= names
         # the page `gankit serve` sends comes from the installed package
         assert {f"gankit/serve/page/{n}" for n in ("index.html", "explorer.js", "explorer.css")} <= names
         metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

@@ -117,18 +117,20 @@ def test_a_run_with_init_prior_starts_from_it_and_resumes(written, tmp_path):
     assert checkpoint.load(checkpoint.latest(run))["progress"]["step"] == 3
 
 
-def test_the_shipped_prior_fits_the_colour_preset_and_draws_colour():
+@pytest.mark.parametrize("side", [32, 64])
+def test_the_shipped_priors_fit_the_colour_preset_and_draw_colour(side):
     from gankit.config import make_config
     from gankit.nets.spec import net_spec
     from gankit.presets import preset
 
+    assert side in prior.available_sides()
     cfg = make_config(preset("colour"), {"init": "prior"})
-    spec = net_spec(cfg, (3, 32, 32))
+    spec = net_spec(cfg, (3, side, side))
     g, d = _nets(spec, 0)
     prior.load_prior(g, d, spec)
     with torch.no_grad():
         images = g(torch.randn(16, spec.latent_dim))
-    assert images.shape == (16, 3, 32, 32)
+    assert images.shape == (16, 3, side, side)
     # colour, not grey, and not one picture repeated
     assert (images[:, 0] - images[:, 2]).abs().mean() > 0.02
     assert images.std(dim=0).mean() > 0.05
