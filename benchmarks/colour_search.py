@@ -56,7 +56,9 @@ CANDIDATES: dict[str, list[str]] = {
     "dcgan": ["--preset", "dcgan"],
     "fast": ["--preset", "fast"],
     "colour": BASE,  # the preset before this search
-    "picked": [],  # what `gankit train --dataset FOLDER` picks now (bs32-betas0-nhwc since the fourth round)
+    # what `gankit train --dataset FOLDER` picks now (bs32-betas0-nhwc since the fourth round), from scratch
+    # (its init named, so that the search stays the same if the default start ever changes)
+    "picked": ["--init", "dcgan"],
     "bs64": [*BASE, "--batch-size", "64"],
     "bs32": [*BASE, "--batch-size", "32"],
     "resize": [*BASE, "--g-upsample", "resize"],
@@ -85,7 +87,7 @@ CANDIDATES: dict[str, list[str]] = {
     # the fourth round: the third round's two faster winners together
     "bs32-betas0-width48-nhwc": [*ROUND2, "--width", "48", "--channels-last"],
     # longer runs: D overfits the set within 10 minutes; ADA raises its augmentations when it does
-    "picked-ada": ["--ada", "default"],
+    "picked-ada": ["--init", "dcgan", "--ada", "default"],
     # the picked recipe started from the colour prior (benchmarks/pretrain_prior.py), on sets it never saw,
     # and the fine-tuning choices over it: FreezeD, a smaller learning rate, ADA
     "prior": ["--init", "prior"],

@@ -89,7 +89,7 @@ class Config:
     bn_eps: float = setting(1e-5, "BatchNorm epsilon (Keras layers default to 1e-3)")
     d_dropout: float = setting(0.0, "dropout in D after each hidden activation (seed 002 uses 0.3)")
     init: str = setting("default", "weight init; 'default' = the architecture's own; 'prior' = the colour "
-                        "prior gankit ships (dcgan nets pretrained on public-domain clip art, 32 px), to fine-tune")
+                        "prior gankit ships (dcgan nets pretrained on public-domain clip art, 32 or 64 px), to fine-tune")
     freeze_d: int = setting(0, "D's first N convolutions (and the BatchNorms after them) keep the weights they start "
                                "with (FreezeD, Mo et al. 2020): for fine-tuning with --init prior")
     spectral_norm: bool = setting(False, "spectral normalisation on every layer of D (Miyato et al. 2018)")
