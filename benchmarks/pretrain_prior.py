@@ -44,8 +44,7 @@ def train_flags(side: int, seed: int) -> list[str]:
     return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed)]
 
 
-def write_weights(run_dir: Path, out: Path, side: int, minutes: float, seed: int, evaluator: Path | None,
-                  command: str) -> Path:
+def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Path | None, command: str) -> Path:
     """The run's G EMA and D at its lowest FID (checkpoints/best.pt; the last checkpoint when the run
     had no curve) as the prior file, with its provenance beside it. D overfits the 8,105 pictures
     within 10 minutes, after which the curve may rise again: the prior is the best point of it."""
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     train(run_dir, train_flags(args.side, args.seed), args.minutes, evaluator, args.eval_n, marks=marks)
     command = (f"python benchmarks/pretrain_prior.py --side {args.side} --minutes {args.minutes:g} --seed {args.seed}"
                + (f" --checks {args.checks}" if args.checks != CHECKS else ""))
-    path = write_weights(run_dir, args.weights, args.side, args.minutes, args.seed, evaluator, command)
+    path = write_weights(run_dir, args.weights, args.side, args.seed, evaluator, command)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
 
