@@ -48,6 +48,7 @@ def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Pat
     """The run's G EMA and D at its lowest FID (checkpoints/best.pt; the last checkpoint when the run
     had no curve) as the prior file, with its provenance beside it. D overfits the 8,105 pictures
     within 10 minutes, after which the curve may rise again: the prior is the best point of it."""
+    from gankit.bench import cpu_field
     from gankit.config import Config
     from gankit.nets import build
     from gankit.nets.prior import prior_path, unconditional, write_prior
@@ -74,23 +75,14 @@ def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Pat
         "chosen": ("the checkpoint of the lowest FID along the curve" if state["progress"].get("best_fid")
                    else "the last checkpoint"),
         "fid": state["progress"].get("best_fid"),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_field("model name") or platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
                     "torch": torch.__version__},
         "curve": {"extractor": evaluator.name if evaluator else None,
                   "points": [{k: p.get(k) for k in ("mark_minutes", "images_seen", "fid", "coverage", "floor_fid")}
                              for p in points]},
     }
     return write_prior(g, d, spec, prior_path(side, out), about)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,17 @@ from gankit.training.compute import dtype_name
 SAMPLE_COUNT = 10_000  # images drawn for the sampling figure (`--samples`); it is reported as the time for 10k
 
 
+def cpu_field(key: str) -> str | None:
+    """A field of the first CPU in /proc/cpuinfo ('model name', 'vendor_id'), or None where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":", 1)[0].strip() == key:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -137,13 +137,8 @@ PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "O
 
 def cpu_vendor() -> str:
     """This CPU's vendor as the kernel names it ('GenuineIntel', 'AuthenticAMD'), else the machine."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    from gankit.bench import cpu_field
+    return cpu_field("vendor_id") or platform.machine()
 
 
 def recorded() -> dict[str, str] | None:
