@@ -92,6 +92,8 @@ class Config:
                         "prior gankit ships (dcgan nets pretrained on public-domain clip art, 32 or 64 px), to fine-tune")
     freeze_d: int = setting(0, "D's first N convolutions (and the BatchNorms after them) keep the weights they start "
                                "with (FreezeD, Mo et al. 2020): for fine-tuning with --init prior")
+    freeze_g: int = setting(0, "G's first N convolutions from the latent (and the BatchNorms after them) keep the "
+                               "weights they start with, which lay out the picture: for fine-tuning with --init prior")
     spectral_norm: bool = setting(False, "spectral normalisation on every layer of D (Miyato et al. 2018)")
     g_upsample: str = setting("transposed",
         "dcgan G's doublings: 'transposed' (4x4 stride-2 transposed convs, the paper's) or 'resize' (nearest x2, "
@@ -362,6 +364,10 @@ def validate(cfg: Config) -> Config:
            f"must be a whole number >= 0, got {cfg.freeze_d!r}")
     _check(cfg.freeze_d == 0 or cfg.init == "prior", "freeze_d",
            "keeps the layers D starts with, which only a prior makes worth keeping: add --init prior, or drop it")
+    _check(isinstance(cfg.freeze_g, int) and cfg.freeze_g >= 0, "freeze_g",
+           f"must be a whole number >= 0, got {cfg.freeze_g!r}")
+    _check(cfg.freeze_g == 0 or cfg.init == "prior", "freeze_g",
+           "keeps the layers G starts with, which only a prior makes worth keeping: add --init prior, or drop it")
     _check(cfg.conditioning in CONDITIONINGS, "conditioning", f"must be one of {', '.join(CONDITIONINGS)}")
     _check(cfg.holdout >= 0, "holdout", "is a number of images, >= 0 (0 = set none aside)")
     _check(cfg.r1_gamma >= 0, "r1_gamma", "must be >= 0 (0 turns R1 off)")

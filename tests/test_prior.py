@@ -164,6 +164,43 @@ def test_freeze_d_needs_the_prior_and_a_layer_left_to_learn(written):
         prior.freeze_lower_layers(d, 4)
 
 
+def test_freeze_g_keeps_gs_layers_nearest_the_latent_and_trains_the_rest(written, tmp_path):
+    g, _ = _nets(SMALL, 0)
+    prior.freeze_lower_layers(g, 2, "--freeze-g", "G")
+    frozen = [name for name, p in g.named_parameters() if not p.requires_grad]
+    kinds = {name: type(m).__name__ for name, m in g.named_modules()}
+    # 32 px: convT + BatchNorm, convT + BatchNorm (frozen), convT + BatchNorm, the convT to the picture
+    assert [kinds[n.rsplit(".", 1)[0]] for n in frozen] == ["ConvTranspose2d", "BatchNorm2d", "BatchNorm2d",
+                                                            "ConvTranspose2d", "BatchNorm2d", "BatchNorm2d"]
+    trained = _small_colour_run(tmp_path / "frozen", 1, 3, init="prior", freeze_g=2)
+    start = _bf16(written[0])
+    for name in frozen:
+        assert torch.equal(trained["generator"][name].float(), start[name]), name
+    learning = [name for name, p in g.named_parameters() if p.requires_grad]
+    assert learning
+    for name in learning:
+        assert not torch.equal(trained["generator"][name].float(), start[name]), name
+    # the EMA of a frozen layer is that layer
+    for name in frozen:
+        assert torch.equal(trained["generator_ema"][name].float(), start[name]), name
+
+
+def test_freeze_g_needs_the_prior_a_layer_left_and_no_labels(written, tmp_path):
+    from gankit.config import make_config
+    with pytest.raises(UserError, match="--init prior"):
+        make_config({"freeze_g": 1})
+    g, _ = _nets(SMALL, 0)
+    with pytest.raises(UserError, match="G has 4 convolutions.*at most --freeze-g 3"):
+        prior.freeze_lower_layers(g, 4, "--freeze-g", "G")
+    data = tmp_path / "labelled.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), labels=np.arange(16) % 2)
+    with pytest.raises(UserError, match="--freeze-g 1: G's first layer learns the classes"):
+        gankit.train("colour", out=tmp_path / "run", dataset=str(data), width=8, latent_dim=16, steps=1,
+                     batch_size=8, init="prior", freeze_g=1, conditioning="projection", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 def test_gankit_train_fine_tunes_a_colour_folder_from_the_shipped_prior(tmp_path):
     """What a user types: a folder of colour PNGs, `--init prior`, and the run starts from the file."""
     import subprocess

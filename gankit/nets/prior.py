@@ -140,16 +140,18 @@ def _copy_in_order(source: dict[str, torch.Tensor], net: nn.Module, path: Path) 
                                 "the file does not belong to these nets")
 
 
-def freeze_lower_layers(d: nn.Module, convolutions: int) -> None:
-    """FreezeD (Mo et al. 2020): D's first `convolutions` Conv2d layers, and every layer between them
-    (BatchNorms), stop learning; their running statistics still follow the data."""
-    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+def freeze_lower_layers(net: nn.Module, convolutions: int, flag: str = "--freeze-d", name: str = "D") -> None:
+    """Keep `net`'s first `convolutions` convolutions (plain or transposed), and every layer between
+    them (BatchNorms), as they start: D's (FreezeD, Mo et al. 2020) or G's, those nearest the latent,
+    which lay out the picture while the later ones draw its texture and colour. Running statistics
+    still follow the data. `flag` and `name` (D, G) name the option and the net in errors."""
+    convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     if convolutions >= len(convs):
-        raise UserError(f"--freeze-d {convolutions}: D has {len(convs)} convolutions and its last must learn; "
-                        f"pass at most --freeze-d {len(convs) - 1}")
+        raise UserError(f"{flag} {convolutions}: {name} has {len(convs)} convolutions and its last must learn; "
+                        f"pass at most {flag} {len(convs) - 1}")
     seen = 0
-    for module in d.modules():
-        if isinstance(module, nn.Conv2d):
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             seen += 1
             if seen > convolutions:
                 return
