@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gankit.config import Config, load_config_file
-from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET, resolve_config
+from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET, fine_tune_layer, preset, resolve_config
 
 # Datasets whose channels are known from the name alone, so that nothing is opened to decide.
 GREY_DATASETS = frozenset({"mnist", "mnist-5k", "fashion-mnist", "fashionmnist", "mnist5k"})
@@ -44,7 +44,8 @@ def resolve_for_data(preset_name: str | None, config_file: str | Path | None, fi
                      data_channels: Callable[[Config], int]) -> tuple[str, Config, str | None]:
     """(preset, config, why) of a new run. As `presets.resolve_config`, except that with no preset
     named and colour data, the `colour` preset replaces `default` (the config file and `fields`
-    still go on top); `why` then says so in a line for the user, else it is None.
+    still go on top); `why` then says so in a line for the user, and in another what `--init prior`
+    set beside the preset (presets.PRIOR_FINE_TUNE); None when there is neither.
 
     `data_channels(cfg)` opens the data `cfg` names and returns its channel count; it is called
     only when the name of the dataset cannot tell (pictures are decoded once and cached anyway,
@@ -52,12 +53,26 @@ def resolve_for_data(preset_name: str | None, config_file: str | Path | None, fi
     """
     name, cfg = resolve_config(preset_name, config_file, fields)
     if named_preset(preset_name, config_file) or name != DEFAULT_PRESET:
-        return name, cfg, None
+        return name, cfg, fine_tune_note(name, config_file, fields)
     colour = known_colour(cfg)
     if colour is None:
         colour = data_channels(cfg) >= 3
     if not colour:
-        return name, cfg, None
+        return name, cfg, fine_tune_note(name, config_file, fields)
     name, cfg = resolve_config(COLOUR_PRESET, config_file, fields)
-    return name, cfg, (f"colour pictures: training with the `{COLOUR_PRESET}` preset, gankit's recipe for colour "
-                       f"(`gankit presets` describes it; --preset {DEFAULT_PRESET} keeps the greyscale recipe)")
+    why = (f"colour pictures: training with the `{COLOUR_PRESET}` preset, gankit's recipe for colour "
+           f"(`gankit presets` describes it; --preset {DEFAULT_PRESET} keeps the greyscale recipe)")
+    return name, cfg, "\n".join(filter(None, [why, fine_tune_note(name, config_file, fields)]))
+
+
+def fine_tune_note(name: str, config_file: str | Path | None, fields: dict[str, Any]) -> str | None:
+    """The line that says what --init prior set beside the preset, or None when it set nothing."""
+    file_layer = load_config_file(config_file) if config_file else {}
+    file_layer.pop("preset", None)
+    layer = fine_tune_layer(preset(name), file_layer, fields)
+    if not layer:
+        return None
+    flags = " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                     for k, v in layer.items())
+    return (f"--init prior: fine-tuning with {flags} (what measured best from the prior; "
+            "a flag of yours wins over each)")

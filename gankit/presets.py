@@ -186,6 +186,14 @@ PRESETS: dict[str, dict] = {
 DEFAULT_PRESET = "default"
 COLOUR_PRESET = "colour"  # what a run that names no preset gets on colour data (gankit/preset_choice.py)
 
+# What `init = "prior"` brings with it, over whichever preset, unless the config file or a flag sets
+# the field itself: the fine-tune that measured best from the 64-px prior on wesnoth's sprites, a set
+# it never saw (benchmarks/colour_search.py; docs/measurements.md, "The fine-tune"). From the prior the
+# preset's lr of 2e-4 swings G's samples away and back within minutes; a quarter of it falls steadily,
+# and G's two convolutions nearest the latent, which lay out the picture, keep the prior's weights.
+# ADA raises D's augmentations when D starts to memorise a small folder (it did on 802 stamps).
+PRIOR_FINE_TUNE = {"lr_g": 5e-5, "lr_d": 5e-5, "freeze_g": 2, "ada": "default"}
+
 
 def preset_names() -> list[str]:
     return list(PRESETS)
@@ -206,7 +214,9 @@ def describe(name: str) -> str:
 def resolve_config(preset_name: str | None = None, config_file: str | Path | None = None,
                    fields: dict[str, Any] | None = None) -> tuple[str, Config]:
     """(preset name, Config) of a new run, layered as `gankit train` and `gankit.train()` both do:
-    the defaults <- the preset <- the config file <- `fields` (flags or keyword arguments).
+    the defaults <- the preset <- the config file <- `fields` (flags or keyword arguments). A run
+    that starts from the prior (`init = "prior"` in any of them) also gets PRIOR_FINE_TUNE over the
+    preset, where neither the file nor `fields` set those fields.
 
     The preset is `preset_name`, else the one the config file names (`preset = "dcgan"`), else
     DEFAULT_PRESET. Unknown presets or fields and invalid values raise UserError.
@@ -214,4 +224,15 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
     file_layer = load_config_file(config_file) if config_file else {}
     from_file = file_layer.pop("preset", None)
     name = preset_name or from_file or DEFAULT_PRESET
-    return name, make_config(preset(name), file_layer, dict(fields or {}))
+    base, fields = preset(name), dict(fields or {})
+    return name, make_config(base, fine_tune_layer(base, file_layer, fields), file_layer, fields)
+
+
+def fine_tune_layer(*layers: dict[str, Any]) -> dict[str, Any]:
+    """PRIOR_FINE_TUNE when `layers` (preset, file, flags; later wins) start from the prior, less the
+    fields they set themselves (an augment of theirs keeps ADA out: the two are exclusive); else {}."""
+    chosen = {k.replace("-", "_"): v for layer in layers for k, v in layer.items()}
+    if chosen.get("init") != "prior":
+        return {}
+    skip = set(chosen) | ({"ada"} if chosen.get("augment", "none") != "none" else set())
+    return {k: v for k, v in PRIOR_FINE_TUNE.items() if k not in skip}

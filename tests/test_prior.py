@@ -185,20 +185,29 @@ def test_freeze_g_keeps_gs_layers_nearest_the_latent_and_trains_the_rest(written
         assert torch.equal(trained["generator_ema"][name].float(), start[name]), name
 
 
-def test_freeze_g_needs_the_prior_a_layer_left_and_no_labels(written, tmp_path):
+def test_freeze_g_needs_the_prior_and_a_layer_left_to_learn(written):
     from gankit.config import make_config
     with pytest.raises(UserError, match="--init prior"):
         make_config({"freeze_g": 1})
     g, _ = _nets(SMALL, 0)
     with pytest.raises(UserError, match="G has 4 convolutions.*at most --freeze-g 3"):
         prior.freeze_lower_layers(g, 4, "--freeze-g", "G")
+
+
+def test_a_class_conditional_g_with_freeze_g_learns_its_labels_and_keeps_the_rest(written, tmp_path):
     data = tmp_path / "labelled.npz"
     rng = np.random.default_rng(0)
-    np.savez(data, images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), labels=np.arange(16) % 2)
-    with pytest.raises(UserError, match="--freeze-g 1: G's first layer learns the classes"):
-        gankit.train("colour", out=tmp_path / "run", dataset=str(data), width=8, latent_dim=16, steps=1,
-                     batch_size=8, init="prior", freeze_g=1, conditioning="projection", quiet=True)
-    assert not (tmp_path / "run").exists()
+    np.savez(data, images=rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8), labels=np.arange(32) % 2)
+    gankit.train("colour", out=tmp_path / "run", images=None, dataset=str(data), width=8, latent_dim=16, steps=3,
+                 batch_size=8, init="prior", freeze_g=1, conditioning="projection", report=False,
+                 tensorboard="off", sample_grid=4, precision="fp32", quiet=True)
+    from gankit.run import checkpoint
+    trained = checkpoint.load(checkpoint.latest(tmp_path / "run"))["generator"]
+    prior_first = next(v for v in _bf16(written[0]).values() if v.dim() == 4)  # G's first conv: [16, out, 4, 4]
+    first = next(v for v in trained.values() if v.dim() == 4)  # here [16 + 2 labels, out, 4, 4]
+    assert first.shape[0] == SMALL.latent_dim + 2
+    assert torch.equal(first[:SMALL.latent_dim].float(), prior_first)
+    assert first[SMALL.latent_dim:].abs().sum() > 0  # the labels' weights, from zero, learnt
 
 
 def test_gankit_train_fine_tunes_a_colour_folder_from_the_shipped_prior(tmp_path):

@@ -140,11 +140,16 @@ def _copy_in_order(source: dict[str, torch.Tensor], net: nn.Module, path: Path) 
                                 "the file does not belong to these nets")
 
 
-def freeze_lower_layers(net: nn.Module, convolutions: int, flag: str = "--freeze-d", name: str = "D") -> None:
+def freeze_lower_layers(net: nn.Module, convolutions: int, flag: str = "--freeze-d", name: str = "D",
+                        labels_from: int | None = None) -> None:
     """Keep `net`'s first `convolutions` convolutions (plain or transposed), and every layer between
     them (BatchNorms), as they start: D's (FreezeD, Mo et al. 2020) or G's, those nearest the latent,
     which lay out the picture while the later ones draw its texture and colour. Running statistics
-    still follow the data. `flag` and `name` (D, G) name the option and the net in errors."""
+    still follow the data. `flag` and `name` (D, G) name the option and the net in errors.
+
+    `labels_from`: a class-conditional G's first layer takes [z, one-hot labels], and the prior has no
+    weights for the labels (they start at zero): its input channels from this one on keep learning,
+    the others' gradients are zeroed (Adam then leaves them where they are)."""
     convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     if convolutions >= len(convs):
         raise UserError(f"{flag} {convolutions}: {name} has {len(convs)} convolutions and its last must learn; "
@@ -155,9 +160,22 @@ def freeze_lower_layers(net: nn.Module, convolutions: int, flag: str = "--freeze
             seen += 1
             if seen > convolutions:
                 return
+            if seen == 1 and labels_from is not None:
+                _learn_only_inputs_from(module, labels_from)
+                continue
         if seen and not list(module.children()):
             for param in module.parameters(recurse=False):
                 param.requires_grad_(False)
+
+
+def _learn_only_inputs_from(conv: nn.Module, first: int) -> None:
+    """Zero the gradient of `conv`'s weights for input channels before `first` (a transposed conv's
+    weight is [in, out, k, k], a conv's [out, in, k, k])."""
+    mask = torch.zeros_like(conv.weight)
+    (mask[first:] if isinstance(conv, nn.ConvTranspose2d) else mask[:, first:]).fill_(1)
+    conv.weight.register_hook(lambda grad: grad * mask)
+    if conv.bias is not None:
+        conv.bias.requires_grad_(False)
 
 
 def unconditional(spec: NetSpec) -> NetSpec:

@@ -140,10 +140,9 @@ class Run:
         if cfg.init == "prior":  # (a resume then loads its own weights over it)
             self._log(f"starting G, G's EMA and D from {load_prior(g, d, spec).name}")
             freeze_lower_layers(d, cfg.freeze_d)
-            if cfg.freeze_g and self.num_classes:  # G's first layer takes the labels, whose weights start at 0
-                raise UserError(f"--freeze-g {cfg.freeze_g}: G's first layer learns the classes of "
-                                f"{self.data.name}; pass --freeze-g 0, or --conditioning none")
-            freeze_lower_layers(g, cfg.freeze_g, "--freeze-g", "G")
+            # a class-conditional G's first layer also takes the labels, whose weights start at 0 and learn
+            freeze_lower_layers(g, cfg.freeze_g, "--freeze-g", "G",
+                                labels_from=spec.latent_dim if self.num_classes else None)
         if cfg.sync_batchnorm:
             g, d = (self.dist.sync_batchnorm(net, self.device) for net in (g, d))
         about = {"gankit_version": gankit.__version__, "config": cfg.to_dict(), "preset": preset,
