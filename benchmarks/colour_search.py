@@ -52,6 +52,9 @@ MARKS = (1, 2, 5, 10, 20)
 BASE = ["--preset", "dcgan", "--ema-half-life", "10000", "--ema-rampup", "0.05"]
 BETAS0 = ["--beta1-g", "0", "--beta1-d", "0", "--beta2-g", "0.99", "--beta2-d", "0.99"]
 ROUND2 = [*BASE, "--batch-size", "32", *BETAS0]  # the second round's winner, the `colour` preset it made
+PRIOR = ["--init", "prior", "--lr-g", "2e-4", "--lr-d", "2e-4", "--freeze-g", "0", "--ada", "none",
+         "--ema-half-life", "10000"]
+LR05 = ["--lr-g", "5e-5", "--lr-d", "5e-5"]
 CANDIDATES: dict[str, list[str]] = {
     "dcgan": ["--preset", "dcgan"],
     "fast": ["--preset", "fast"],
@@ -89,12 +92,28 @@ CANDIDATES: dict[str, list[str]] = {
     # longer runs: D overfits the set within 10 minutes; ADA raises its augmentations when it does
     "picked-ada": ["--init", "dcgan", "--ada", "default"],
     # the picked recipe started from the colour prior (benchmarks/pretrain_prior.py), on sets it never saw,
-    # and the fine-tuning choices over it: FreezeD, a smaller learning rate, ADA
-    "prior": ["--init", "prior"],
-    "prior-freeze-d2": ["--init", "prior", "--freeze-d", "2"],
-    "prior-lr1": ["--init", "prior", "--lr-g", "1e-4", "--lr-d", "1e-4"],
-    "prior-ada": ["--init", "prior", "--ada", "default"],
-    "prior-ada-freeze-d2": ["--init", "prior", "--ada", "default", "--freeze-d", "2"],
+    # and the fine-tuning choices over it: FreezeD, a smaller learning rate, ADA. PRIOR pins the fields
+    # that `--init prior` now sets by itself (presets.PRIOR_FINE_TUNE) to what it meant when these ran.
+    "prior": PRIOR,
+    "prior-freeze-d2": [*PRIOR, "--freeze-d", "2"],
+    "prior-lr1": [*PRIOR, "--lr-g", "1e-4", "--lr-d", "1e-4"],
+    "prior-ada": [*PRIOR, "--ada", "default"],
+    "prior-ada-freeze-d2": [*PRIOR, "--ada", "default", "--freeze-d", "2"],
+    # the second screen at 64 px: from the prior G's samples swing between minutes 1 and 5, and the
+    # EMA (ramped up from 0 images) barely averages them; a fixed EMA from the prior, a smaller lr
+    "prior-ada-ema5k": [*PRIOR, "--ada", "default", "--ema-half-life", "5000", "--ema-rampup", "none"],
+    "prior-ada-lr05": [*PRIOR, "--ada", "default", *LR05],
+    # the third: the smaller lr, smaller still, and with layers of G or D kept as the prior has them
+    "prior-ada-lr02": [*PRIOR, "--ada", "default", "--lr-g", "2e-5", "--lr-d", "2e-5"],
+    "prior-ada-lr05-freeze-g2": [*PRIOR, "--ada", "default", *LR05, "--freeze-g", "2"],
+    "prior-ada-lr05-freeze-d2": [*PRIOR, "--ada", "default", *LR05, "--freeze-d", "2"],
+    # the fourth: more of G kept, or G kept at a larger lr
+    "prior-ada-lr05-freeze-g3": [*PRIOR, "--ada", "default", *LR05, "--freeze-g", "3"],
+    "prior-ada-lr1-freeze-g2": [*PRIOR, "--ada", "default", "--lr-g", "1e-4", "--lr-d", "1e-4", "--freeze-g", "2"],
+    # the fifth: without the EMA (the fixed one above averaged G's swings into worse samples)
+    "prior-ada-lr05-freeze-g2-noema": [*PRIOR, "--ada", "default", *LR05, "--freeze-g", "2", "--ema-half-life", "0"],
+    # what `--init prior` alone sets now (the screen's winner, in presets.PRIOR_FINE_TUNE)
+    "prior-tuned": ["--init", "prior"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
 

@@ -72,7 +72,11 @@ def fine_tune_note(name: str, config_file: str | Path | None, fields: dict[str, 
     layer = fine_tune_layer(preset(name), file_layer, fields)
     if not layer:
         return None
-    flags = " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-                     for k, v in layer.items())
+    flags = " ".join(f"--{k.replace('_', '-')} {_short(v)}" for k, v in layer.items())
     return (f"--init prior: fine-tuning with {flags} (what measured best from the prior; "
             "a flag of yours wins over each)")
+
+
+def _short(value: Any) -> str:
+    """5e-05 as 5e-5, as one would type it."""
+    return f"{value:g}".replace("e-0", "e-") if isinstance(value, float) else str(value)

@@ -188,11 +188,13 @@ COLOUR_PRESET = "colour"  # what a run that names no preset gets on colour data 
 
 # What `init = "prior"` brings with it, over whichever preset, unless the config file or a flag sets
 # the field itself: the fine-tune that measured best from the 64-px prior on wesnoth's sprites, a set
-# it never saw (benchmarks/colour_search.py; docs/measurements.md, "The fine-tune"). From the prior the
-# preset's lr of 2e-4 swings G's samples away and back within minutes; a quarter of it falls steadily,
-# and G's two convolutions nearest the latent, which lay out the picture, keep the prior's weights.
-# ADA raises D's augmentations when D starts to memorise a small folder (it did on 802 stamps).
-PRIOR_FINE_TUNE = {"lr_g": 5e-5, "lr_d": 5e-5, "freeze_g": 2, "ada": "default"}
+# it never saw (benchmarks/colour_search.py; docs/measurements.md, "The fine-tune that --init prior
+# sets"). At the preset's lr of 2e-4 G's samples swing away and back within minutes; a quarter of it
+# falls steadily. G's two convolutions nearest the latent, which lay out the picture, keep the
+# prior's weights. The EMA of G drew worse pictures than G itself at every checkpoint measured at
+# 64 px (FID 188 without it at 5 minutes, 344 with it, seed 0), so sampling uses G. ADA raises D's
+# augmentations when D starts to memorise a small folder (it did on 802 stamps).
+PRIOR_FINE_TUNE = {"lr_g": 5e-5, "lr_d": 5e-5, "freeze_g": 2, "ada": "default", "ema_half_life": 0}
 
 
 def preset_names() -> list[str]:
@@ -228,11 +230,15 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
     return name, make_config(base, fine_tune_layer(base, file_layer, fields), file_layer, fields)
 
 
-def fine_tune_layer(*layers: dict[str, Any]) -> dict[str, Any]:
-    """PRIOR_FINE_TUNE when `layers` (preset, file, flags; later wins) start from the prior, less the
-    fields they set themselves (an augment of theirs keeps ADA out: the two are exclusive); else {}."""
-    chosen = {k.replace("-", "_"): v for layer in layers for k, v in layer.items()}
+def fine_tune_layer(base: dict[str, Any], *users: dict[str, Any]) -> dict[str, Any]:
+    """PRIOR_FINE_TUNE when the run starts from the prior (`init` of the preset `base` or of the
+    user's layers, file then flags), less the fields the user's layers set themselves, and less ADA
+    where any layer augments (the two are exclusive); else {}."""
+    def names(layer: dict[str, Any]) -> dict[str, Any]:
+        return {k.replace("-", "_"): v for k, v in layer.items()}
+    mine = {k: v for layer in users for k, v in names(layer).items()}
+    chosen = {**names(base), **mine}
     if chosen.get("init") != "prior":
         return {}
-    skip = set(chosen) | ({"ada"} if chosen.get("augment", "none") != "none" else set())
+    skip = set(mine) | ({"ada"} if chosen.get("augment", "none") != "none" else set())
     return {k: v for k, v in PRIOR_FINE_TUNE.items() if k not in skip}

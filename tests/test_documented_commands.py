@@ -89,6 +89,7 @@ LONG_SCRIPTS = {  # script -> why it is not run; its --help must list every flag
     "benchmarks/pretrain_prior.py": "trains the colour preset for 30 to 45 minutes on Debian's openclipart",
     "benchmarks/cross_checks.py": "checks an extractor on thousands of a Debian set's pictures, degraded 15 ways",
     "benchmarks/nearest_pictures.py": "reads a fine-tuned run's samples against Debian's 8,105 openclipart pictures",
+    "benchmarks/ema_or_raw.py": "scores checkpoints of 64-px runs twice, 5,000 images each, with openclipart's classifier",
 }
 MAKE_TARGETS = {  # target -> how it is checked
     "demo": "its gankit lines (from `make -n demo`) run made small",

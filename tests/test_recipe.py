@@ -69,3 +69,32 @@ def test_the_choice_is_announced(tmp_path, capsys):
     assert summary["step"] == 1
     assert f"`{COLOUR_PRESET}` preset" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == COLOUR_PRESET
+
+
+def test_init_prior_brings_the_fine_tune_and_a_flag_of_the_users_wins(tmp_path):
+    from gankit.presets import PRIOR_FINE_TUNE, resolve_config
+
+    _, plain = resolve_config(COLOUR_PRESET, None, {})
+    assert (plain.lr_g, plain.freeze_g, plain.ada) == (2e-4, 0, "none")
+    _, tuned = resolve_config(COLOUR_PRESET, None, {"init": "prior"})
+    assert {k: getattr(tuned, k) for k in PRIOR_FINE_TUNE} == PRIOR_FINE_TUNE
+    _, mine = resolve_config(COLOUR_PRESET, None, {"init": "prior", "lr-g": 2e-4, "freeze_g": 0})
+    assert (mine.lr_g, mine.freeze_g, mine.lr_d, mine.ada) == (2e-4, 0, 5e-5, "default")
+    # --augment and --ada are exclusive: the user's augment keeps ADA out instead of failing
+    _, augmented = resolve_config(COLOUR_PRESET, None, {"init": "prior", "augment": "translation"})
+    assert (augmented.ada, augmented.augment, augmented.lr_g) == ("none", "translation", 5e-5)
+    # a config file's fields are the user's too
+    config = tmp_path / "run.toml"
+    config.write_text('init = "prior"\nlr_d = 1e-4\n')
+    _, from_file = resolve_config(COLOUR_PRESET, config, {})
+    assert (from_file.lr_d, from_file.lr_g) == (1e-4, 5e-5)
+
+
+def test_what_init_prior_set_is_announced(tmp_path):
+    name, cfg, why = resolve_for_data(None, None, {"dataset": "cifar10", "init": "prior", "lr_d": 1e-4}, _never)
+    assert name == COLOUR_PRESET and cfg.lr_d == 1e-4
+    lines = why.splitlines()
+    assert len(lines) == 2 and f"`{COLOUR_PRESET}` preset" in lines[0]
+    assert lines[1].startswith("--init prior: fine-tuning with --lr-g 5e-5 --freeze-g 2 --ada default --ema-half-life 0")
+    assert "--lr-d" not in lines[1]
+    assert resolve_for_data(COLOUR_PRESET, None, {"dataset": "cifar10"}, _never)[2] is None
