@@ -138,7 +138,8 @@ class Run:
         spec = net_spec(cfg, self.data.image_shape, self.num_classes)
         g, d = build(spec)
         if cfg.init == "prior":  # (a resume then loads its own weights over it)
-            self._log(f"starting G, G's EMA and D from {load_prior(g, d, spec).name}")
+            nets = "G, G's EMA and D" if cfg.ema_half_life > 0 else "G and D"
+            self._log(f"starting {nets} from {load_prior(g, d, spec).name}")
             freeze_lower_layers(d, cfg.freeze_d)
             # a class-conditional G's first layer also takes the labels, whose weights start at 0 and learn
             freeze_lower_layers(g, cfg.freeze_g, "--freeze-g", "G",
