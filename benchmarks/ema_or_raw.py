@@ -24,22 +24,23 @@ import torch
 
 from gankit.api import evaluate
 from gankit.run import checkpoint
-from gankit.sampling import load_generator
+from gankit.sampling import TrainedGenerator, load_generator
 
 
-def standing_statistics(g: torch.nn.Module, latent_dim: int, batches: int = 32, batch: int = 64) -> None:
-    """Recompute g's BatchNorm running statistics as the plain average over `batches` batches of
-    fresh latents, in training mode (an unconditional G)."""
-    norms = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+def standing_statistics(tg: TrainedGenerator, batches: int = 32, batch: int = 64) -> None:
+    """Recompute tg's BatchNorm running statistics as the plain average over `batches` batches of
+    fresh latents of its own kind (and labels, for a class-conditional G), in training mode."""
+    norms = [m for m in tg.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average
     rng = torch.Generator().manual_seed(123)
-    g.train()
+    tg.g.train()
     with torch.no_grad():
         for _ in range(batches):
-            g(torch.randn(batch, latent_dim, generator=rng))
-    g.eval()
+            z, y = tg.latent(batch, generator=rng), tg.labels(batch, generator=rng)
+            tg.g(z, y) if y is not None else tg.g(z)
+    tg.g.eval()
 
 
 def both_ways(target: Path, evaluator: Path, n: int, seed: int, grids: Path | None = None,
@@ -55,7 +56,7 @@ def both_ways(target: Path, evaluator: Path, n: int, seed: int, grids: Path | No
     for name, weights in ways + ([("ema_standing", state["generator_ema"])] if standing else []):
         tg.g.load_state_dict(weights)
         if name == "ema_standing":
-            standing_statistics(tg.g, tg.cfg.latent_dim)
+            standing_statistics(tg)
         scores = evaluate(tg, metrics="fid,coverage", n=n, evaluator=evaluator, seed=seed, floor=False)
         row[name] = {"fid": scores["fid"], "coverage": scores["coverage"]}
         if grids is not None:
