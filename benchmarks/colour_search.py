@@ -49,7 +49,8 @@ MARKS = (1, 2, 5, 10, 20)
 
 # The `colour` preset as it was before this search (the same config, field for field), and one lever
 # at a time laid over it; spelt out so that the search stays the same after the preset changed.
-BASE = ["--preset", "dcgan", "--ema-half-life", "10000", "--ema-rampup", "0.05"]
+EMA = ["--ema-half-life", "10000", "--ema-rampup", "0.05"]
+BASE = ["--preset", "dcgan", *EMA]
 BETAS0 = ["--beta1-g", "0", "--beta1-d", "0", "--beta2-g", "0.99", "--beta2-d", "0.99"]
 ROUND2 = [*BASE, "--batch-size", "32", *BETAS0]  # the second round's winner, the `colour` preset it made
 PRIOR = ["--init", "prior", "--lr-g", "2e-4", "--lr-d", "2e-4", "--freeze-g", "0", "--ada", "none",
@@ -59,9 +60,10 @@ CANDIDATES: dict[str, list[str]] = {
     "dcgan": ["--preset", "dcgan"],
     "fast": ["--preset", "fast"],
     "colour": BASE,  # the preset before this search
-    # what `gankit train --dataset FOLDER` picks now (bs32-betas0-nhwc since the fourth round), from scratch
-    # (its init named, so that the search stays the same if the default start ever changes)
-    "picked": ["--init", "dcgan"],
+    # what `gankit train --dataset FOLDER` picks (bs32-betas0-nhwc since the fourth round), from scratch
+    # (its init named, so that the search stays the same if the default start ever changes), with its
+    # EMA pinned as these runs had it at every size (the preset samples from G from 64 px on since)
+    "picked": ["--init", "dcgan", *EMA],
     "bs64": [*BASE, "--batch-size", "64"],
     "bs32": [*BASE, "--batch-size", "32"],
     "resize": [*BASE, "--g-upsample", "resize"],
@@ -90,7 +92,7 @@ CANDIDATES: dict[str, list[str]] = {
     # the fourth round: the third round's two faster winners together
     "bs32-betas0-width48-nhwc": [*ROUND2, "--width", "48", "--channels-last"],
     # longer runs: D overfits the set within 10 minutes; ADA raises its augmentations when it does
-    "picked-ada": ["--init", "dcgan", "--ada", "default"],
+    "picked-ada": ["--init", "dcgan", *EMA, "--ada", "default"],
     # the picked recipe started from the colour prior (benchmarks/pretrain_prior.py), on sets it never saw,
     # and the fine-tuning choices over it: FreezeD, a smaller learning rate, ADA. PRIOR pins the fields
     # that `--init prior` now sets by itself (presets.PRIOR_FINE_TUNE) to what it meant when these ran.
@@ -114,6 +116,17 @@ CANDIDATES: dict[str, list[str]] = {
     "prior-ada-lr05-freeze-g2-noema": [*PRIOR, "--ada", "default", *LR05, "--freeze-g", "2", "--ema-half-life", "0"],
     # what `--init prior` alone sets now (the screen's winner, in presets.PRIOR_FINE_TUNE)
     "prior-tuned": ["--init", "prior"],
+    # ADA's automatic length is the run's images / 20: a user's run of the preset's 225,000 images lets
+    # p cross [0, 1] in 11,250 images, but the search lifts the image limit (NO_STEP_LIMIT), which
+    # leaves ADA's 500k, so p hardly moved in its runs (0.05 after 5 minutes at 64 px). These give
+    # ADA the length a user's run has.
+    "picked-ada-user": ["--init", "dcgan", *EMA, "--ada", "default", "--ada-length", "11250"],
+    "prior-tuned-ada-user": ["--init", "prior", "--ada-length", "11250"],
+    # the fine-tune from other 64-px priors than the one gankit ships, written by
+    # `benchmarks/pretrain_prior.py --weights DIR`: G's own weights instead of its EMA (--raw-g), and
+    # the same run taken on from 45 to 90 minutes
+    "prior-tuned-raw-g": ["--init", "prior", "--prior-dir", "runs/prior-raw-g"],
+    "prior-tuned-90min": ["--init", "prior", "--prior-dir", "runs/prior-90min"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
 

@@ -11,9 +11,12 @@ them, and they stay unseen by the prior, so that fine-tuning on them measures wh
 
 The run is `gankit train --preset colour` for `--minutes` of training clock with the step limit
 lifted, scored at marks along the way (5,000 samples, FID and coverage on openclipart's classifier
-from benchmarks/extractor_checks.py, trained first when missing; off the clock). Then G's EMA (as G) and D of its checkpoint
-of lowest FID are written in bf16 to WEIGHTS/colour-prior-SIDE.safetensors (--weights), and beside it
-a JSON file with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`, not started again.
+from benchmarks/extractor_checks.py, trained first when missing; off the clock). Then G's EMA (as G;
+G's own weights with --raw-g) and D of its checkpoint of lowest FID (its last with --last) are
+written in bf16 to WEIGHTS/colour-prior-SIDE.safetensors (--weights), and beside it a JSON file
+with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`,
+not started again. `gankit train --init prior --prior-dir WEIGHTS` fine-tunes from a prior written
+elsewhere than gankit/weights.
 """
 
 from __future__ import annotations
@@ -41,13 +44,18 @@ CHECKS = Path("runs/checks")
 
 
 def train_flags(side: int, seed: int) -> list[str]:
-    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed)]
+    # the EMA named, as the 32-px recipe has it: the preset samples from G alone from 64 px on, but the
+    # prior is G's EMA at every size (from G's own weights the 64-px prior fine-tuned worse)
+    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed),
+            "--ema-half-life", "10000", "--ema-rampup", "0.05"]
 
 
-def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Path | None, command: str) -> Path:
-    """The run's G EMA and D at its lowest FID (checkpoints/best.pt; the last checkpoint when the run
-    had no curve) as the prior file, with its provenance beside it. D overfits the 8,105 pictures
-    within 10 minutes, after which the curve may rise again: the prior is the best point of it."""
+def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Path | None, command: str,
+                  raw_g: bool = False, last: bool = False) -> Path:
+    """The run's G EMA (G itself with `raw_g`) and D at its lowest FID (checkpoints/best.pt; the last
+    checkpoint when the run had no curve) as the prior file, with its provenance beside it. D
+    overfits the 8,105 pictures within 10 minutes, after which the curve may rise again: the prior is
+    the best point of it."""
     from gankit.bench import cpu_field
     from gankit.config import Config
     from gankit.nets import build
@@ -57,24 +65,27 @@ def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Pat
     from gankit.training.loop import open_data
 
     best = run_dir / "checkpoints" / "best.pt"
-    state = checkpoint.load(best if evaluator is not None and best.exists() else checkpoint.latest(run_dir))
+    use_best = evaluator is not None and best.exists() and not last
+    state = checkpoint.load(best if use_best else checkpoint.latest(run_dir))
     cfg = Config(**state["config"])
     spec = unconditional(net_spec(cfg, tuple(state["image_shape"])))
     g, d = build(spec)
-    g.load_state_dict(state["generator_ema"] or state["generator"])
+    from_ema = state["generator_ema"] is not None and not raw_g
+    g.load_state_dict(state["generator_ema"] if from_ema else state["generator"])
     d.load_state_dict(state["discriminator"])
     points = curve(run_dir)["points"] if evaluator is not None else []
     about = {
-        "what": "gankit's colour prior: the colour preset's G (its EMA) and D, pretrained unconditionally at "
-                f"{side} px, for `gankit train --init prior`",
+        "what": f"gankit's colour prior: the colour preset's G ({'its EMA' if from_ema else 'its own weights'}) "
+                f"and D, pretrained unconditionally at {side} px, for `gankit train --init prior`",
         "source": {**SOURCE, "pictures": len(open_data(cfg, quiet=True))},
         "command": command,
         "train_flags": " ".join([*train_flags(side, seed), *NO_STEP_LIMIT]),
         "step": int(state["progress"]["step"]), "images_seen": int(state["progress"]["images_seen"]),
         "training_minutes": round(state["progress"]["seconds"] / 60, 2),
-        "chosen": ("the checkpoint of the lowest FID along the curve" if state["progress"].get("best_fid")
-                   else "the last checkpoint"),
-        "fid": state["progress"].get("best_fid"),
+        "chosen": ("the checkpoint of the lowest FID along the curve" if use_best else "the last checkpoint"),
+        # the chosen checkpoint's FID on the curve (that of G's EMA, as the marks score it)
+        "fid": next((p.get("fid") for p in points if p.get("images_seen") == state["progress"]["images_seen"]),
+                    state["progress"].get("best_fid") if use_best else None),
         "machine": {"cpu": cpu_field("model name") or platform.processor() or platform.machine(),
                     "cores": os.cpu_count(),
                     "torch": torch.__version__},
@@ -96,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                              "file; trained there first when missing)")
     parser.add_argument("--no-curve", action="store_true", help="train without scoring the marks")
     parser.add_argument("--out", type=Path, default=Path("runs/prior"))
-    parser.add_argument("--weights", type=Path, default=Path("gankit/weights"), help="where the prior file goes")
+    parser.add_argument("--weights", type=Path, default=Path("gankit/weights"),
+                        help="where the prior file goes (`gankit train --init prior --prior-dir DIR` starts from "
+                             "one written elsewhere)")
+    parser.add_argument("--raw-g", action="store_true",
+                        help="write G's own weights, not its EMA (the shipped priors hold the EMA, which fine-tuned "
+                             "better: docs/measurements.md)")
+    parser.add_argument("--last", action="store_true",
+                        help="write the run's last checkpoint, not the one of lowest FID along its curve")
     args = parser.parse_args(argv)
 
     if not Path(SOURCE["folder"]).is_dir():
@@ -109,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     marks = tuple(sorted({m for m in MARKS if m < args.minutes} | {args.minutes}))  # the last minute is scored too
     train(run_dir, train_flags(args.side, args.seed), args.minutes, evaluator, args.eval_n, marks=marks)
     command = (f"python benchmarks/pretrain_prior.py --side {args.side} --minutes {args.minutes:g} --seed {args.seed}"
-               + (f" --checks {args.checks}" if args.checks != CHECKS else ""))
-    path = write_weights(run_dir, args.weights, args.side, args.seed, evaluator, command)
+               + (f" --checks {args.checks}" if args.checks != CHECKS else "") + (" --raw-g" if args.raw_g else "")
+               + (" --last" if args.last else ""))
+    path = write_weights(run_dir, args.weights, args.side, args.seed, evaluator, command, args.raw_g, args.last)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
 

@@ -90,6 +90,8 @@ class Config:
     d_dropout: float = setting(0.0, "dropout in D after each hidden activation (seed 002 uses 0.3)")
     init: str = setting("default", "weight init; 'default' = the architecture's own; 'prior' = the colour "
                         "prior gankit ships (dcgan nets pretrained on public-domain clip art, 32 or 64 px), to fine-tune")
+    prior_dir: str | None = setting(None, "the folder --init prior takes colour-prior-SIDE.safetensors from; none = "
+                                          "the priors gankit ships (benchmarks/pretrain_prior.py --weights DIR writes one)")
     freeze_d: int = setting(0, "D's first N convolutions (and the BatchNorms after them) keep the weights they start "
                                "with (FreezeD, Mo et al. 2020): for fine-tuning with --init prior")
     freeze_g: int = setting(0, "G's first N convolutions from the latent (and the BatchNorms after them) keep the "
@@ -362,6 +364,8 @@ def validate(cfg: Config) -> Config:
     _check(cfg.init in INITS, "init", f"must be one of {', '.join(INITS)}")
     _check(isinstance(cfg.freeze_d, int) and cfg.freeze_d >= 0, "freeze_d",
            f"must be a whole number >= 0, got {cfg.freeze_d!r}")
+    _check(cfg.prior_dir is None or cfg.init == "prior", "prior_dir",
+           "names where --init prior finds its prior: add --init prior, or drop it")
     _check(cfg.freeze_d == 0 or cfg.init == "prior", "freeze_d",
            "keeps the layers D starts with, which only a prior makes worth keeping: add --init prior, or drop it")
     _check(isinstance(cfg.freeze_g, int) and cfg.freeze_g >= 0, "freeze_g",

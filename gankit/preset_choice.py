@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gankit.config import Config, load_config_file
-from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET, fine_tune_layer, preset, resolve_config
+from gankit.presets import (COLOUR_PRESET, DEFAULT_PRESET, LARGE_COLOUR_PX, fine_tune_layer, preset, resolve_config,
+                            size_layer)
 
 # Datasets whose channels are known from the name alone, so that nothing is opened to decide.
 GREY_DATASETS = frozenset({"mnist", "mnist-5k", "fashion-mnist", "fashionmnist", "mnist5k"})
@@ -44,8 +45,9 @@ def resolve_for_data(preset_name: str | None, config_file: str | Path | None, fi
                      data_channels: Callable[[Config], int]) -> tuple[str, Config, str | None]:
     """(preset, config, why) of a new run. As `presets.resolve_config`, except that with no preset
     named and colour data, the `colour` preset replaces `default` (the config file and `fields`
-    still go on top); `why` then says so in a line for the user, and in another what `--init prior`
-    set beside the preset (presets.PRIOR_FINE_TUNE); None when there is neither.
+    still go on top); `why` then says so in a line for the user, and in others what `--init prior`
+    (presets.PRIOR_FINE_TUNE) and a large --image-size (presets.LARGE_COLOUR) set beside the preset;
+    None when there is none of these.
 
     `data_channels(cfg)` opens the data `cfg` names and returns its channel count; it is called
     only when the name of the dataset cannot tell (pictures are decoded once and cached anyway,
@@ -53,28 +55,38 @@ def resolve_for_data(preset_name: str | None, config_file: str | Path | None, fi
     """
     name, cfg = resolve_config(preset_name, config_file, fields)
     if named_preset(preset_name, config_file) or name != DEFAULT_PRESET:
-        return name, cfg, fine_tune_note(name, config_file, fields)
+        return name, cfg, layer_notes(name, config_file, fields)
     colour = known_colour(cfg)
     if colour is None:
         colour = data_channels(cfg) >= 3
     if not colour:
-        return name, cfg, fine_tune_note(name, config_file, fields)
+        return name, cfg, layer_notes(name, config_file, fields)
     name, cfg = resolve_config(COLOUR_PRESET, config_file, fields)
     why = (f"colour pictures: training with the `{COLOUR_PRESET}` preset, gankit's recipe for colour "
            f"(`gankit presets` describes it; --preset {DEFAULT_PRESET} keeps the greyscale recipe)")
-    return name, cfg, "\n".join(filter(None, [why, fine_tune_note(name, config_file, fields)]))
+    return name, cfg, "\n".join(filter(None, [why, layer_notes(name, config_file, fields)]))
 
 
-def fine_tune_note(name: str, config_file: str | Path | None, fields: dict[str, Any]) -> str | None:
-    """The line that says what --init prior set beside the preset, or None when it set nothing."""
+def layer_notes(name: str, config_file: str | Path | None, fields: dict[str, Any]) -> str | None:
+    """The lines that say what --init prior, and the colour preset at a large --image-size, set
+    beside the preset, or None when they set nothing."""
     file_layer = load_config_file(config_file) if config_file else {}
     file_layer.pop("preset", None)
-    layer = fine_tune_layer(preset(name), file_layer, fields)
-    if not layer:
-        return None
-    flags = " ".join(f"--{k.replace('_', '-')} {_short(v)}" for k, v in layer.items())
-    return (f"--init prior: fine-tuning with {flags} (what measured best from the prior; "
-            "a flag of yours wins over each)")
+    lines = []
+    tuned = fine_tune_layer(preset(name), file_layer, fields)
+    if tuned:
+        lines.append(f"--init prior: fine-tuning with {_flags(tuned)} (what measured best from the prior; "
+                     "a flag of yours wins over each)")
+    large = {k: v for k, v in size_layer(name, preset(name), file_layer, fields).items() if k not in tuned}
+    if large:
+        lines.append(f"{LARGE_COLOUR_PX} px and more: {_flags(large)}, samples from G itself (the `{name}` "
+                     f"recipe's EMA of G, chosen at 32 px, drew worse pictures at {LARGE_COLOUR_PX}; "
+                     "a flag of yours wins)")
+    return "\n".join(lines) or None
+
+
+def _flags(layer: dict[str, Any]) -> str:
+    return " ".join(f"--{k.replace('_', '-')} {_short(v)}" for k, v in layer.items())
 
 
 def _short(value: Any) -> str:

@@ -196,6 +196,15 @@ COLOUR_PRESET = "colour"  # what a run that names no preset gets on colour data 
 # augmentations when D starts to memorise a small folder (it did on 802 stamps).
 PRIOR_FINE_TUNE = {"lr_g": 5e-5, "lr_d": 5e-5, "freeze_g": 2, "ada": "default", "ema_half_life": 0}
 
+# What the `colour` preset changes at --image-size LARGE_COLOUR_PX and above, unless the config file
+# or a flag sets the field itself. Its EMA of G was chosen at 32 px, where sampling from the EMA or
+# from G scores about alike (openclipart, FID 300 and 329 after 5 minutes, means of 3 seeds; 86 and
+# 107 after 20). At 64 px the EMA hides most of what G has learnt (wesnoth, 1,182 against 407 after
+# 5 minutes, 3 seeds; 538 against 87 after 20), so there the recipe samples from G itself. Training
+# never reads the EMA: only the samples change. (docs/measurements.md, "The colour preset's EMA by size".)
+LARGE_COLOUR_PX = 64
+LARGE_COLOUR = {"ema_half_life": 0}
+
 
 def preset_names() -> list[str]:
     return list(PRESETS)
@@ -218,7 +227,8 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
     """(preset name, Config) of a new run, layered as `gankit train` and `gankit.train()` both do:
     the defaults <- the preset <- the config file <- `fields` (flags or keyword arguments). A run
     that starts from the prior (`init = "prior"` in any of them) also gets PRIOR_FINE_TUNE over the
-    preset, where neither the file nor `fields` set those fields.
+    preset, and a `colour` run at 64 px or more LARGE_COLOUR, where neither the file nor `fields`
+    set those fields.
 
     The preset is `preset_name`, else the one the config file names (`preset = "dcgan"`), else
     DEFAULT_PRESET. Unknown presets or fields and invalid values raise UserError.
@@ -227,17 +237,32 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
     from_file = file_layer.pop("preset", None)
     name = preset_name or from_file or DEFAULT_PRESET
     base, fields = preset(name), dict(fields or {})
-    return name, make_config(base, fine_tune_layer(base, file_layer, fields), file_layer, fields)
+    over = {**size_layer(name, base, file_layer, fields), **fine_tune_layer(base, file_layer, fields)}
+    return name, make_config(base, over, file_layer, fields)
+
+
+def _names(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer's fields as Config spells them (`lr-g` as `lr_g`)."""
+    return {k.replace("-", "_"): v for k, v in layer.items()}
+
+
+def size_layer(name: str, base: dict[str, Any], *users: dict[str, Any]) -> dict[str, Any]:
+    """LARGE_COLOUR when preset `name` is the colour preset and the run's --image-size (from `base`
+    or the user's layers, file then flags) is LARGE_COLOUR_PX or more, less the fields the user's
+    layers set themselves; else {}. A run at the data's own size (no --image-size) keeps the preset."""
+    mine = {k: v for layer in users for k, v in _names(layer).items()}
+    size = {**_names(base), **mine}.get("image_size")
+    if name != COLOUR_PRESET or size is None or int(size) < LARGE_COLOUR_PX:
+        return {}
+    return {k: v for k, v in LARGE_COLOUR.items() if k not in mine}
 
 
 def fine_tune_layer(base: dict[str, Any], *users: dict[str, Any]) -> dict[str, Any]:
     """PRIOR_FINE_TUNE when the run starts from the prior (`init` of the preset `base` or of the
     user's layers, file then flags), less the fields the user's layers set themselves, and less ADA
     where any layer augments (the two are exclusive); else {}."""
-    def names(layer: dict[str, Any]) -> dict[str, Any]:
-        return {k.replace("-", "_"): v for k, v in layer.items()}
-    mine = {k: v for layer in users for k, v in names(layer).items()}
-    chosen = {**names(base), **mine}
+    mine = {k: v for layer in users for k, v in _names(layer).items()}
+    chosen = {**_names(base), **mine}
     if chosen.get("init") != "prior":
         return {}
     skip = set(mine) | ({"ada"} if chosen.get("augment", "none") != "none" else set())

@@ -117,6 +117,26 @@ def test_a_run_with_init_prior_starts_from_it_and_resumes(written, tmp_path):
     assert checkpoint.load(checkpoint.latest(run))["progress"]["step"] == 3
 
 
+def test_prior_dir_starts_from_the_prior_in_that_folder_instead(written, tmp_path):
+    # the shipped folder (the fixture's) holds prior 7; another folder holds prior 8, which --prior-dir picks
+    other = tmp_path / "mine"
+    g8, d8 = _nets(SMALL, 8)
+    prior.write_prior(g8, d8, SMALL, prior.prior_path(32, other), {"what": "test"})
+    key = next(k for k, v in g8.state_dict().items() if v.dim() == 4)
+    run = tmp_path / "run"
+    state = _small_colour_run(run, 0, 1, init="prior", prior_dir=str(other), freeze_g=1)
+    assert torch.equal(state["generator"][key], _bf16(g8)[key])
+    assert not torch.equal(state["generator"][key], _bf16(written[0])[key])
+    from gankit.config import make_config
+    with pytest.raises(UserError, match="--init prior"):
+        make_config({"prior_dir": str(other)})
+    for folder, says in ((tmp_path / "missing", "--prior-dir .*no such folder"),
+                         (tmp_path / "run", "--prior-dir .* holds no colour-prior-SIDE.safetensors")):
+        with pytest.raises(UserError, match=says):
+            _small_colour_run(tmp_path / "refused", 0, 1, init="prior", prior_dir=str(folder))
+        assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize("side", [32, 64])
 def test_the_shipped_priors_fit_the_colour_preset_and_draw_colour(side):
     from gankit.config import make_config

@@ -10,7 +10,7 @@ from PIL import Image
 
 from gankit.api import resolve_run
 from gankit.preset_choice import resolve_for_data
-from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET
+from gankit.presets import COLOUR_PRESET, DEFAULT_PRESET, preset
 
 
 def _folder(tmp_path, colour: bool):
@@ -98,3 +98,35 @@ def test_what_init_prior_set_is_announced(tmp_path):
     assert lines[1].startswith("--init prior: fine-tuning with --lr-g 5e-5 --freeze-g 2 --ada default --ema-half-life 0")
     assert "--lr-d" not in lines[1]
     assert resolve_for_data(COLOUR_PRESET, None, {"dataset": "cifar10"}, _never)[2] is None
+
+
+def test_colour_at_64_px_samples_from_g_unless_the_user_sets_the_ema(tmp_path):
+    from gankit.presets import LARGE_COLOUR_PX, resolve_config
+
+    kept = preset(COLOUR_PRESET)["ema_half_life"]
+    assert kept > 0
+    for fields in ({}, {"image_size": 32}, {"image_size": LARGE_COLOUR_PX - 1}):  # the data's size, and below
+        assert resolve_config(COLOUR_PRESET, None, fields)[1].ema_half_life == kept
+    for size in (LARGE_COLOUR_PX, 96):
+        assert resolve_config(COLOUR_PRESET, None, {"image-size": size})[1].ema_half_life == 0
+    assert resolve_config(COLOUR_PRESET, None, {"image_size": 64, "ema_half_life": 5000})[1].ema_half_life == 5000
+    config = tmp_path / "run.toml"
+    config.write_text("image_size = 64\nema_half_life = 2000\n")
+    assert resolve_config(COLOUR_PRESET, config, {})[1].ema_half_life == 2000
+    config.write_text("image_size = 64\n")
+    assert resolve_config(COLOUR_PRESET, config, {})[1].ema_half_life == 0
+    # another preset keeps its own EMA at any size
+    assert resolve_config("fast", None, {"image_size": 64})[1].ema_half_life == preset("fast")["ema_half_life"] > 0
+
+
+def test_what_the_size_set_is_announced_once():
+    _, cfg, why = resolve_for_data(None, None, {"dataset": "cifar10", "image_size": 64}, _never)
+    lines = why.splitlines()
+    assert cfg.ema_half_life == 0 and len(lines) == 2
+    assert lines[1].startswith("64 px and more: --ema-half-life 0, samples from G itself")
+    assert resolve_for_data(None, None, {"dataset": "cifar10", "image_size": 32}, _never)[2].count("\n") == 0
+    # with --init prior the fine-tune's line names the EMA already; no second line about it
+    _, _, tuned = resolve_for_data(None, None, {"dataset": "cifar10", "image_size": 64, "init": "prior"}, _never)
+    assert len(tuned.splitlines()) == 2 and "--ema-half-life 0" in tuned.splitlines()[1]
+    assert resolve_for_data(None, None, {"dataset": "cifar10", "image_size": 64, "ema_half_life": 100},
+                            _never)[2].count("\n") == 0

@@ -92,9 +92,16 @@ def check_prior_fits(spec: NetSpec, folder: Path | None = None) -> Path:
         fix = ("train from scratch (drop --init prior)" if channels == 1
                else "pass --alpha white (or drop --init prior)")
         raise UserError(f"--init prior: the prior draws colour pictures (3 channels); these are {what}: {fix}")
+    if folder is not None and not folder.is_dir():
+        raise UserError(f"--prior-dir {folder}: no such folder; name the one benchmarks/pretrain_prior.py "
+                        "--weights wrote, or drop --prior-dir for the priors gankit ships")
     sides = available_sides(folder)
+    if folder is not None and not sides:
+        raise UserError(f"--prior-dir {folder} holds no colour-prior-SIDE.safetensors: name the folder "
+                        "benchmarks/pretrain_prior.py --weights wrote, or drop --prior-dir")
     if side not in sides:
-        raise UserError(f"--init prior: gankit ships a prior at {', '.join(map(str, sides)) or 'no size'} px, "
+        where = "gankit ships" if folder is None else f"--prior-dir {folder} holds"
+        raise UserError(f"--init prior: {where} a prior at {', '.join(map(str, sides)) or 'no size'} px, "
                         f"not {side}: pass --image-size {min(sides, key=lambda s: abs(s - side)) if sides else 32} "
                         "(or drop --init prior)")
     path = prior_path(side, folder)

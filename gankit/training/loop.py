@@ -139,7 +139,9 @@ class Run:
         g, d = build(spec)
         if cfg.init == "prior":  # (a resume then loads its own weights over it)
             nets = "G, G's EMA and D" if cfg.ema_half_life > 0 else "G and D"
-            self._log(f"starting {nets} from {load_prior(g, d, spec).name}")
+            folder = Path(cfg.prior_dir) if cfg.prior_dir is not None else None
+            path = load_prior(g, d, spec, folder)
+            self._log(f"starting {nets} from {path if folder is not None else path.name}")
             freeze_lower_layers(d, cfg.freeze_d)
             # a class-conditional G's first layer also takes the labels, whose weights start at 0 and learn
             freeze_lower_layers(g, cfg.freeze_g, "--freeze-g", "G",
