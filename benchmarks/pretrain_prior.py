@@ -1,7 +1,7 @@
 """Pretrain the colour priors that gankit ships (gankit/weights/colour-prior-{32,64}.safetensors).
 
     python benchmarks/pretrain_prior.py --minutes 40            # train, score the curve, write the prior
-    python benchmarks/pretrain_prior.py --side 64 --minutes 45  # the 64-px prior
+    python benchmarks/pretrain_prior.py --side 64 --minutes 90  # the 64-px prior
 
 Trains the `colour` preset's nets (unconditional DCGAN, 32 or 64 px) on Debian's openclipart-png, whose
 pictures are dedicated to the public domain (its copyright file: the Creative Commons Public Domain
