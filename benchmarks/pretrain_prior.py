@@ -53,7 +53,7 @@ def train_flags(side: int, seed: int) -> list[str]:
 def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Path | None, command: str,
                   raw_g: bool = False, last: bool = False) -> Path:
     """The run's G EMA (G itself with `raw_g`) and D at its lowest FID (checkpoints/best.pt; the last
-    checkpoint when the run had no curve) as the prior file, with its provenance beside it. D
+    checkpoint with `last` or when the run had no curve) as the prior file, with its provenance beside it. D
     overfits the 8,105 pictures within 10 minutes, after which the curve may rise again: the prior is
     the best point of it."""
     from gankit.bench import cpu_field
