@@ -38,8 +38,8 @@ def standing_statistics(tg: TrainedGenerator, batches: int = 32, batch: int = 64
     tg.g.train()
     with torch.no_grad():
         for _ in range(batches):
-            z, y = tg.latent(batch, generator=rng), tg.labels(batch, generator=rng)
-            tg.g(z, y) if y is not None else tg.g(z)
+            z, y = tg.latent(batch, generator=rng).to(tg.device), tg.labels(batch, generator=rng)
+            tg.g(z, y.to(tg.device)) if y is not None else tg.g(z)
     tg.g.eval()
 
 

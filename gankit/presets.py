@@ -241,17 +241,21 @@ def resolve_config(preset_name: str | None = None, config_file: str | Path | Non
     return name, make_config(base, over, file_layer, fields)
 
 
-def _names(layer: dict[str, Any]) -> dict[str, Any]:
-    """A layer's fields as Config spells them (`lr-g` as `lr_g`)."""
-    return {k.replace("-", "_"): v for k, v in layer.items()}
+def _mine_and_chosen(base: dict[str, Any], users: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the fields the user's layers set, the fields the run ends with over the preset `base`), each
+    spelt as Config spells them (`lr-g` as `lr_g`)."""
+    def names(layer: dict[str, Any]) -> dict[str, Any]:
+        return {k.replace("-", "_"): v for k, v in layer.items()}
+    mine = {k: v for layer in users for k, v in names(layer).items()}
+    return mine, {**names(base), **mine}
 
 
 def size_layer(name: str, base: dict[str, Any], *users: dict[str, Any]) -> dict[str, Any]:
     """LARGE_COLOUR when preset `name` is the colour preset and the run's --image-size (from `base`
     or the user's layers, file then flags) is LARGE_COLOUR_PX or more, less the fields the user's
     layers set themselves; else {}. A run at the data's own size (no --image-size) keeps the preset."""
-    mine = {k: v for layer in users for k, v in _names(layer).items()}
-    size = {**_names(base), **mine}.get("image_size")
+    mine, chosen = _mine_and_chosen(base, users)
+    size = chosen.get("image_size")
     if name != COLOUR_PRESET or size is None or int(size) < LARGE_COLOUR_PX:
         return {}
     return {k: v for k, v in LARGE_COLOUR.items() if k not in mine}
@@ -261,8 +265,7 @@ def fine_tune_layer(base: dict[str, Any], *users: dict[str, Any]) -> dict[str, A
     """PRIOR_FINE_TUNE when the run starts from the prior (`init` of the preset `base` or of the
     user's layers, file then flags), less the fields the user's layers set themselves, and less ADA
     where any layer augments (the two are exclusive); else {}."""
-    mine = {k: v for layer in users for k, v in _names(layer).items()}
-    chosen = {**_names(base), **mine}
+    mine, chosen = _mine_and_chosen(base, users)
     if chosen.get("init") != "prior":
         return {}
     skip = set(mine) | ({"ada"} if chosen.get("augment", "none") != "none" else set())
