@@ -43,15 +43,18 @@ MARKS = (1, 2, 5, 10, 20, 30, 40, 60, 90, 120)
 CHECKS = Path("runs/checks")
 
 
-def train_flags(side: int, seed: int) -> list[str]:
+def train_flags(side: int, seed: int, ada_length: int | None = None) -> list[str]:
     # the EMA named, as the 32-px recipe has it: the preset samples from G alone from 64 px on, but the
     # prior is G's EMA at every size (from G's own weights the 64-px prior fine-tuned worse)
-    return ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed),
-            "--ema-half-life", "10000", "--ema-rampup", "0.05"]
+    flags = ["--preset", "colour", "--dataset", SOURCE["folder"], "--image-size", str(side), "--seed", str(seed),
+             "--ema-half-life", "10000", "--ema-rampup", "0.05"]
+    # ADA with its own speed: the lifted image limit would leave it the paper's 500k images, more than a
+    # 45-minute pretraining sees, while D is sure of every picture from about the 60th minute without it
+    return flags + (["--ada", "default", "--ada-length", str(ada_length)] if ada_length else [])
 
 
 def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Path | None, command: str,
-                  raw_g: bool = False, last: bool = False) -> Path:
+                  raw_g: bool = False, last: bool = False, ada_length: int | None = None) -> Path:
     """The run's G EMA (G itself with `raw_g`) and D at its lowest FID (checkpoints/best.pt; the last
     checkpoint with `last` or when the run had no curve) as the prior file, with its provenance beside it. D
     overfits the 8,105 pictures within 10 minutes, after which the curve may rise again: the prior is
@@ -79,7 +82,7 @@ def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Pat
                 f"and D, pretrained unconditionally at {side} px, for `gankit train --init prior`",
         "source": {**SOURCE, "pictures": len(open_data(cfg, quiet=True))},
         "command": command,
-        "train_flags": " ".join([*train_flags(side, seed), *NO_STEP_LIMIT]),
+        "train_flags": " ".join([*train_flags(side, seed, ada_length), *NO_STEP_LIMIT]),
         "step": int(state["progress"]["step"]), "images_seen": int(state["progress"]["images_seen"]),
         "training_minutes": round(state["progress"]["seconds"] / 60, 2),
         "chosen": ("the checkpoint of the lowest FID along the curve" if use_best else "the last checkpoint"),
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                              "better: docs/measurements.md)")
     parser.add_argument("--last", action="store_true",
                         help="write the run's last checkpoint, not the one of lowest FID along its curve")
+    parser.add_argument("--ada-length", type=int, default=None, metavar="IMAGES",
+                        help="pretrain with ADA (its default operations), p able to go from 0 to 1 over IMAGES "
+                             "images (docs/measurements.md: 'ADA in the pretraining')")
     args = parser.parse_args(argv)
 
     if not Path(SOURCE["folder"]).is_dir():
@@ -125,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = extractor_file("openclipart", "classifier", args.checks, args.side)[0]
     run_dir = args.out / f"openclipart-{args.side}-seed{args.seed}"
     marks = tuple(sorted({m for m in MARKS if m < args.minutes} | {args.minutes}))  # the last minute is scored too
-    train(run_dir, train_flags(args.side, args.seed), args.minutes, evaluator, args.eval_n, marks=marks)
+    train(run_dir, train_flags(args.side, args.seed, args.ada_length), args.minutes, evaluator, args.eval_n, marks=marks)
     command = (f"python benchmarks/pretrain_prior.py --side {args.side} --minutes {args.minutes:g} --seed {args.seed}"
                + (f" --checks {args.checks}" if args.checks != CHECKS else "") + (" --raw-g" if args.raw_g else "")
-               + (" --last" if args.last else ""))
-    path = write_weights(run_dir, args.weights, args.side, args.seed, evaluator, command, args.raw_g, args.last)
+               + (" --last" if args.last else "")
+               + (f" --ada-length {args.ada_length}" if args.ada_length else ""))
+    path = write_weights(run_dir, args.weights, args.side, args.seed, evaluator, command, args.raw_g, args.last,
+                         args.ada_length)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
 
