@@ -127,6 +127,16 @@ CANDIDATES: dict[str, list[str]] = {
     # the same run taken on from 45 to 90 minutes
     "prior-tuned-raw-g": ["--init", "prior", "--prior-dir", "runs/prior-raw-g"],
     "prior-tuned-90min": ["--init", "prior", "--prior-dir", "runs/prior-90min"],
+    # the 45-minute pretraining with ADA (`pretrain_prior.py --side 64 --minutes 45 --ada-length 100000
+    # --weights runs/prior-ada-w`), which gankit ships since: without ADA the pretraining's D was sure
+    # of every picture from the 60th minute
+    "prior-tuned-ada-pretrained": ["--init", "prior", "--prior-dir", "runs/prior-ada-w"],
+    # twice the fine-tune's rate from the 90-minute prior: with the EMA, from the 45-minute prior, it led
+    # at 2 minutes and lost at 5, but the EMA was what held the fine-tune back then
+    # the same recipe from scratch as a user's run at 64 px has it (the preset samples from G there),
+    # beside the fine-tune in one sitting
+    "scratch-ada": ["--init", "dcgan", "--ada", "default"],
+    "prior-tuned-lr1": ["--init", "prior", "--prior-dir", "runs/prior-90min", "--lr-g", "1e-4", "--lr-d", "1e-4"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]
 

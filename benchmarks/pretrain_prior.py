@@ -1,7 +1,7 @@
 """Pretrain the colour priors that gankit ships (gankit/weights/colour-prior-{32,64}.safetensors).
 
-    python benchmarks/pretrain_prior.py --minutes 40            # train, score the curve, write the prior
-    python benchmarks/pretrain_prior.py --side 64 --minutes 90  # the 64-px prior
+    python benchmarks/pretrain_prior.py --minutes 30                                # the 32-px prior
+    python benchmarks/pretrain_prior.py --side 64 --minutes 45 --ada-length 100000  # the 64-px prior, with ADA
 
 Trains the `colour` preset's nets (unconditional DCGAN, 32 or 64 px) on Debian's openclipart-png, whose
 pictures are dedicated to the public domain (its copyright file: the Creative Commons Public Domain
@@ -15,7 +15,7 @@ from benchmarks/extractor_checks.py, trained first when missing; off the clock).
 G's own weights with --raw-g) and D of its checkpoint of lowest FID (its last with --last) are
 written in bf16 to WEIGHTS/colour-prior-SIDE.safetensors (--weights), and beside it a JSON file
 with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`,
-not started again. `gankit train --init prior --prior-dir WEIGHTS` fine-tunes from a prior written
+not started again; one with ADA (`--ada-length`) has a folder of its own. `gankit train --init prior --prior-dir WEIGHTS` fine-tunes from a prior written
 elsewhere than gankit/weights.
 """
 
@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluator = None
     if not args.no_curve:  # openclipart's classifier scores the curve; trained here the first time
         evaluator = extractor_file("openclipart", "classifier", args.checks, args.side)[0]
-    run_dir = args.out / f"openclipart-{args.side}-seed{args.seed}"
+    # a pretraining with ADA has a folder of its own, so that neither resumes the other
+    run_dir = args.out / (f"openclipart-{args.side}-seed{args.seed}"
+                          + (f"-ada{args.ada_length}" if args.ada_length else ""))
     marks = tuple(sorted({m for m in MARKS if m < args.minutes} | {args.minutes}))  # the last minute is scored too
     train(run_dir, train_flags(args.side, args.seed, args.ada_length), args.minutes, evaluator, args.eval_n, marks=marks)
     command = (f"python benchmarks/pretrain_prior.py --side {args.side} --minutes {args.minutes:g} --seed {args.seed}"
