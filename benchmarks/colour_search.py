@@ -131,11 +131,11 @@ CANDIDATES: dict[str, list[str]] = {
     # --weights runs/prior-ada-w`), which gankit ships since: without ADA the pretraining's D was sure
     # of every picture from the 60th minute
     "prior-tuned-ada-pretrained": ["--init", "prior", "--prior-dir", "runs/prior-ada-w"],
-    # twice the fine-tune's rate from the 90-minute prior: with the EMA, from the 45-minute prior, it led
-    # at 2 minutes and lost at 5, but the EMA was what held the fine-tune back then
     # the same recipe from scratch as a user's run at 64 px has it (the preset samples from G there),
     # beside the fine-tune in one sitting
     "scratch-ada": ["--init", "dcgan", "--ada", "default"],
+    # twice the fine-tune's rate from the 90-minute prior: with the EMA, from the 45-minute prior, it led
+    # at 2 minutes and lost at 5, but the EMA was what held the fine-tune back then
     "prior-tuned-lr1": ["--init", "prior", "--prior-dir", "runs/prior-90min", "--lr-g", "1e-4", "--lr-d", "1e-4"],
 }
 FIRST_ROUND = [c for c in list(CANDIDATES)[:list(CANDIDATES).index("bs32-betas0")] if c != "fast"]

@@ -15,8 +15,8 @@ from benchmarks/extractor_checks.py, trained first when missing; off the clock).
 G's own weights with --raw-g) and D of its checkpoint of lowest FID (its last with --last) are
 written in bf16 to WEIGHTS/colour-prior-SIDE.safetensors (--weights), and beside it a JSON file
 with the sources, licence, command, machine and curve. A run that exists is resumed to `--minutes`,
-not started again; one with ADA (`--ada-length`) has a folder of its own. `gankit train --init prior --prior-dir WEIGHTS` fine-tunes from a prior written
-elsewhere than gankit/weights.
+not started again; one with ADA (`--ada-length`) has a folder of its own. `gankit train --init prior
+--prior-dir WEIGHTS` fine-tunes from a prior written elsewhere than gankit/weights.
 """
 
 from __future__ import annotations
