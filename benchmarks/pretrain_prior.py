@@ -53,12 +53,12 @@ def train_flags(side: int, seed: int, ada_length: int | None = None) -> list[str
     return flags + (["--ada", "default", "--ada-length", str(ada_length)] if ada_length else [])
 
 
-def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Path | None, command: str,
-                  raw_g: bool = False, last: bool = False, ada_length: int | None = None) -> Path:
+def write_weights(run_dir: Path, out: Path, side: int, flags: list[str], evaluator: Path | None, command: str,
+                  raw_g: bool = False, last: bool = False) -> Path:
     """The run's G EMA (G itself with `raw_g`) and D at its lowest FID (checkpoints/best.pt; the last
     checkpoint with `last` or when the run had no curve) as the prior file, with its provenance beside it. D
     overfits the 8,105 pictures within 10 minutes, after which the curve may rise again: the prior is
-    the best point of it."""
+    the best point of it. `flags`: the gankit train flags the run was made with, for the record."""
     from gankit.bench import cpu_field
     from gankit.config import Config
     from gankit.nets import build
@@ -82,7 +82,7 @@ def write_weights(run_dir: Path, out: Path, side: int, seed: int, evaluator: Pat
                 f"and D, pretrained unconditionally at {side} px, for `gankit train --init prior`",
         "source": {**SOURCE, "pictures": len(open_data(cfg, quiet=True))},
         "command": command,
-        "train_flags": " ".join([*train_flags(side, seed, ada_length), *NO_STEP_LIMIT]),
+        "train_flags": " ".join([*flags, *NO_STEP_LIMIT]),
         "step": int(state["progress"]["step"]), "images_seen": int(state["progress"]["images_seen"]),
         "training_minutes": round(state["progress"]["seconds"] / 60, 2),
         "chosen": ("the checkpoint of the lowest FID along the curve" if use_best else "the last checkpoint"),
@@ -133,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out / (f"openclipart-{args.side}-seed{args.seed}"
                           + (f"-ada{args.ada_length}" if args.ada_length else ""))
     marks = tuple(sorted({m for m in MARKS if m < args.minutes} | {args.minutes}))  # the last minute is scored too
-    train(run_dir, train_flags(args.side, args.seed, args.ada_length), args.minutes, evaluator, args.eval_n, marks=marks)
+    flags = train_flags(args.side, args.seed, args.ada_length)
+    train(run_dir, flags, args.minutes, evaluator, args.eval_n, marks=marks)
     command = (f"python benchmarks/pretrain_prior.py --side {args.side} --minutes {args.minutes:g} --seed {args.seed}"
                + (f" --checks {args.checks}" if args.checks != CHECKS else "") + (" --raw-g" if args.raw_g else "")
                + (" --last" if args.last else "")
                + (f" --ada-length {args.ada_length}" if args.ada_length else ""))
-    path = write_weights(run_dir, args.weights, args.side, args.seed, evaluator, command, args.raw_g, args.last,
-                         args.ada_length)
+    path = write_weights(run_dir, args.weights, args.side, flags, evaluator, command, args.raw_g, args.last)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
     return 0
 
